@@ -26,6 +26,22 @@ var payloadField = map[Kind]string{
 	KindApprovalDecided:   "ApprovalDecided",
 }
 
+// payloadIndex maps each kind to the index of its payload field in Event,
+// resolved once so Validate, which runs on every ingested event, does no
+// name lookups.
+var payloadIndex = func() map[Kind]int {
+	t := reflect.TypeFor[Event]()
+	m := make(map[Kind]int, len(payloadField))
+	for k, name := range payloadField {
+		f, ok := t.FieldByName(name)
+		if !ok {
+			panic("event: no payload field " + name)
+		}
+		m[k] = f.Index[0]
+	}
+	return m
+}()
+
 // Kinds returns every known kind.
 func Kinds() []Kind {
 	out := make([]Kind, 0, len(payloadField))
@@ -50,18 +66,18 @@ func (e *Event) Validate() error {
 	if e.Time.IsZero() {
 		return fmt.Errorf("%w: event %s has no time", ErrInvalid, e.ID)
 	}
-	want, ok := payloadField[e.Kind]
+	want, ok := payloadIndex[e.Kind]
 	if !ok {
 		return fmt.Errorf("%w: unknown kind %q", ErrInvalid, e.Kind)
 	}
 	v := reflect.ValueOf(e).Elem()
-	for _, name := range payloadField {
-		set := !v.FieldByName(name).IsNil()
-		if name == want && !set {
+	for k, i := range payloadIndex {
+		set := !v.Field(i).IsNil()
+		if i == want && !set {
 			return fmt.Errorf("%w: %s event %s has no payload", ErrInvalid, e.Kind, e.ID)
 		}
-		if name != want && set {
-			return fmt.Errorf("%w: %s event %s carries a %s payload", ErrInvalid, e.Kind, e.ID, name)
+		if i != want && set {
+			return fmt.Errorf("%w: %s event %s carries a %s payload", ErrInvalid, e.Kind, e.ID, payloadField[k])
 		}
 	}
 	return nil

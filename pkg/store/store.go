@@ -62,10 +62,10 @@ type Blob struct {
 
 // Session summarises one session.
 type Session struct {
-	ID        string    `json:"id"`
-	User      string    `json:"user,omitempty"`
-	Namespace string    `json:"namespace,omitempty"`
-	Pod       string    `json:"pod,omitempty"`
+	ID        string `json:"id"`
+	User      string `json:"user,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Pod       string `json:"pod,omitempty"`
 	// ServiceAccount of the pod, if known.
 	ServiceAccount string `json:"service_account,omitempty"`
 	// Origin is "pod" or "run".

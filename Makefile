@@ -1,0 +1,48 @@
+# Chaperone — make help lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+CACHE ?= $(HOME)/.cache/chaperone
+GOLANGCI_VERSION := v2.15.0
+GOLANGCI := $(CACHE)/golangci-lint-$(GOLANGCI_VERSION)
+TEST_TIMEOUT ?= 40m
+PKGS := ./...
+
+.PHONY: help build test demo e2e bench lint generate fmt clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build every binary into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+demo: build ## record a scripted agent on this machine and replay it (root)
+	$(BIN)/chaperonectl demo
+
+test: build ## the whole suite CI runs (root: network namespaces, nftables)
+	CHAPERONE_BIN=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+e2e: build ## only the end-to-end tests
+	CHAPERONE_BIN=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/...
+
+bench: build ## benchmarks, side by side with the named peers (root; needs nginx-light and wrk)
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/... ./sidecar/...
+	$(GO) run ./e2e/benchreport --bin $(BIN)
+
+lint: $(GOLANGCI) ## golangci-lint v2 with the repository's config
+	$(GOLANGCI) run ./...
+
+$(GOLANGCI):
+	@mkdir -p $(CACHE)
+	GOBIN=$(CACHE)/gobin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+	mv $(CACHE)/gobin/golangci-lint $@
+
+generate: ## regenerate generated code (CI fails on a diff)
+	$(GO) generate ./...
+
+fmt: ## gofmt the tree
+	gofmt -w $$(git ls-files '*.go')
+
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,72 @@
+// Command chaperone-server is Chaperone's central service: it ingests
+// session events from NATS into the hash-chained store and serves them to
+// auditors over the HTTP API.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/chaperone-dev/chaperone/pkg/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// run returns the exit code: 0, 1 when the server fails, 2 on bad flags.
+func run(args []string, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "chaperone-server:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := server.Run(ctx, cfg, cfg.Logger(stderr)); err != nil {
+		fmt.Fprintln(stderr, "chaperone-server:", err)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (server.Config, error) {
+	cfg := server.Config{Version: version}
+	fs := flag.NewFlagSet("chaperone-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the store, embedded NATS data and addresses.json (required)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", server.DefaultHTTPAddr, "API listen address host:port (port 0 picks one)")
+	fs.StringVar(&cfg.NATSAddr, "nats-addr", server.DefaultNATSAddr, "embedded NATS listen address host:port (port 0 picks one)")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS URL to use instead of the embedded server")
+	fs.StringVar(&cfg.OIDCIssuer, "oidc-issuer", "", "OIDC issuer URL for people's tokens (without it: local mode, no authentication, loopback only)")
+	fs.StringVar(&cfg.OIDCClientID, "oidc-client-id", "", "OIDC client id (audience)")
+	fs.StringVar(&cfg.OIDCGroupsClaim, "oidc-groups-claim", "groups", "OIDC claim holding the user's groups")
+	fs.StringVar(&cfg.PolicyFile, "policy-file", "", "SessionPolicy YAML file, for use outside Kubernetes")
+	fs.StringVar(&cfg.ApprovalWebhookURL, "approval-webhook-url", "", "URL that Slack-style approval messages are posted to")
+	fs.StringVar(&cfg.SlackSigningSecretFile, "slack-signing-secret-file", "", "file holding the Slack signing secret for callbacks")
+	fs.StringVar(&cfg.LogLevel, "log-level", server.DefaultLogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", server.DefaultLogFormat, "text or json")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "bound on the orderly stop")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}

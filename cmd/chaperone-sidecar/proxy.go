@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/sidecar/admin"
+	"github.com/chaperone-dev/chaperone/sidecar/http1"
+	"github.com/chaperone-dev/chaperone/sidecar/proxy"
+	"github.com/chaperone-dev/chaperone/sidecar/publish"
+	"github.com/chaperone-dev/chaperone/sidecar/spool"
+)
+
+// ProxyConfig is the validated configuration of `chaperone-sidecar proxy`.
+type ProxyConfig struct {
+	Listen        string
+	AdminAddr     string
+	Session       string
+	Origin        string
+	NATSURL       string
+	SpoolDir      string
+	SpoolMaxBytes int64
+	BodyCap       int64
+	FailOpen      bool
+	DrainTimeout  time.Duration
+	FlushTimeout  time.Duration
+	LogLevel      slog.Level
+	Identity      event.Identity
+	// ControlStdin makes the sidecar read control lines from stdin: the
+	// `chaperonectl run` that started it writes "exit N" when the command
+	// ended, and session.end records N.
+	ControlStdin bool
+}
+
+// Validate checks that the configuration can run.
+func (c ProxyConfig) Validate() error {
+	var errs []error
+	if c.Session == "" {
+		errs = append(errs, errors.New("--session (or POD_UID) is required"))
+	} else if err := event.ValidSession(c.Session); err != nil {
+		errs = append(errs, fmt.Errorf("--session: %w", err))
+	}
+	if c.NATSURL == "" {
+		errs = append(errs, errors.New("--nats-url (or CHAPERONE_NATS_URL) is required"))
+	}
+	if c.SpoolDir == "" {
+		errs = append(errs, errors.New("--spool-dir is required"))
+	}
+	if c.Origin != "pod" && c.Origin != "run" {
+		errs = append(errs, fmt.Errorf("--origin %q: want pod or run", c.Origin))
+	}
+	for name, addr := range map[string]string{"--listen": c.Listen, "--admin-addr": c.AdminAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if c.SpoolMaxBytes < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 {
+		errs = append(errs, errors.New("sizes and timeouts must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("proxy config: %w", err)
+	}
+	return nil
+}
+
+// identityFromEnv reads the downward-API variables the webhook sets.
+func identityFromEnv(getenv func(string) string) event.Identity {
+	id := event.Identity{
+		User:           getenv("CHAPERONE_USER"),
+		ServiceAccount: getenv("SERVICE_ACCOUNT"),
+		Namespace:      getenv("POD_NAMESPACE"),
+		Pod:            getenv("POD_NAME"),
+		PodUID:         getenv("POD_UID"),
+		Node:           getenv("NODE_NAME"),
+	}
+	for g := range strings.SplitSeq(getenv("CHAPERONE_GROUPS"), ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			id.Groups = append(id.Groups, g)
+		}
+	}
+	return id
+}
+
+// parseProxyFlags turns the proxy subcommand's arguments and environment
+// into a config.
+func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (ProxyConfig, error) {
+	natsURL := getenv("CHAPERONE_NATS_URL")
+	if natsURL == "" {
+		natsURL = getenv("NATS_URL")
+	}
+	cfg := ProxyConfig{Identity: identityFromEnv(getenv)}
+	fs := flag.NewFlagSet("chaperone-sidecar proxy", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintln(out, "usage: chaperone-sidecar proxy [flags]")
+		fmt.Fprintln(out, "Records and relays the pod's redirected outbound connections.")
+		fmt.Fprintln(out, "Identity comes from POD_NAME, POD_NAMESPACE, POD_UID, NODE_NAME, SERVICE_ACCOUNT, CHAPERONE_USER, CHAPERONE_GROUPS.")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.Listen, "listen", proxy.DefaultListen, "address the redirected connections arrive on")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", admin.DefaultAddr, "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&cfg.Session, "session", getenv("POD_UID"), "session id (default $POD_UID)")
+	fs.StringVar(&cfg.Origin, "origin", "pod", `session origin: "pod" or "run"`)
+	fs.StringVar(&cfg.NATSURL, "nats-url", natsURL, "NATS server URL (default $CHAPERONE_NATS_URL)")
+	fs.StringVar(&cfg.SpoolDir, "spool-dir", "/var/run/chaperone/spool", "directory of the on-disk event spool")
+	fs.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", spool.DefaultMaxBytes, "spool size limit; when full, connections are refused unless --fail-open")
+	fs.Int64Var(&cfg.BodyCap, "body-cap", http1.DefaultBodyCap, "bytes of each HTTP body recorded (the rest is relayed, not recorded); negative: none")
+	fs.BoolVar(&cfg.FailOpen, "fail-open", false, "relay connections even when recording cannot be guaranteed")
+	fs.BoolVar(&cfg.ControlStdin, "control-stdin", false, `read "exit N" from stdin and record N in session.end (set by chaperonectl run)`)
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long live connections may finish")
+	fs.DurationVar(&cfg.FlushTimeout, "flush-timeout", 10*time.Second, "on SIGTERM, how long to deliver spooled events")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return ProxyConfig{}, err
+	}
+	if fs.NArg() > 0 {
+		return ProxyConfig{}, fmt.Errorf("proxy: unexpected arguments %q", fs.Args())
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		return ProxyConfig{}, fmt.Errorf("proxy: --log-level: %w", err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// runProxy is the `chaperone-sidecar proxy` subcommand.
+func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseProxyFlags(args, stdout, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	var ctl *control
+	if cfg.ControlStdin {
+		ctl = readControl(os.Stdin, log)
+	}
+	return cfg.run(ctx, log, ctl)
+}
+
+// run records until ctx ends (SIGTERM), then stops accepting, drains live
+// connections for DrainTimeout, records session.end and flushes the spool.
+func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	id := c.Identity
+
+	pub, err := publish.New(ctx, publish.Options{
+		Session:      c.Session,
+		SpoolDir:     c.SpoolDir,
+		SpoolOptions: spool.Options{MaxBytes: c.SpoolMaxBytes},
+		NATSURL:      c.NATSURL,
+		Logger:       log,
+		Registerer:   reg,
+	})
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	// Everything below runs past ctx's end: shutdown is ordered by hand.
+	base := context.WithoutCancel(ctx)
+	flush := func() error {
+		fctx, cancel := context.WithTimeout(base, c.FlushTimeout)
+		defer cancel()
+		return pub.Close(fctx)
+	}
+
+	start := event.New(c.Session, event.KindSessionStart, time.Now())
+	start.Source, start.Identity = event.SourceSidecar, &id
+	start.SessionStart = &event.SessionStart{Origin: c.Origin}
+	if err := pub.Publish(base, start); err != nil {
+		return errors.Join(fmt.Errorf("proxy: record session start: %w", err), flush())
+	}
+
+	p, err := proxy.New(proxy.Options{
+		Listen:     c.Listen,
+		Recorder:   pub,
+		Session:    c.Session,
+		Identity:   &id,
+		BodyCap:    c.BodyCap,
+		FailOpen:   c.FailOpen,
+		Logger:     log,
+		Registerer: reg,
+	})
+	if err != nil {
+		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", c.Listen)
+	if err != nil {
+		return errors.Join(fmt.Errorf("proxy: listen: %w", err), flush())
+	}
+	adm := admin.New(admin.Options{
+		Addr:     c.AdminAddr,
+		Gatherer: reg,
+		Logger:   log,
+		Ready: []admin.Check{
+			{Name: "proxy", Fn: p.Ready},
+			{Name: "recorder", Fn: pub.Ready},
+		},
+	})
+	admCtx, stopAdmin := context.WithCancel(base)
+	defer stopAdmin()
+	admDone := make(chan error, 1)
+	go func() { admDone <- adm.ListenAndServe(admCtx) }()
+
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(base, ln) }()
+	log.Info("sidecar proxy started", "session", c.Session, "listen", c.Listen, "admin", c.AdminAddr, "fail_open", c.FailOpen)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "drain_timeout", c.DrainTimeout)
+	case runErr = <-served:
+		runErr = fmt.Errorf("proxy: %w", runErr)
+	case err := <-admDone:
+		runErr = fmt.Errorf("proxy: %w", err)
+	}
+	dctx, cancel := context.WithTimeout(base, c.DrainTimeout)
+	drainErr := p.Shutdown(dctx)
+	cancel()
+	if drainErr != nil {
+		log.Warn("drain", "err", drainErr)
+	}
+
+	end := event.New(c.Session, event.KindSessionEnd, time.Now())
+	end.Source, end.Identity = event.SourceSidecar, &id
+	end.SessionEnd = &event.SessionEnd{Reason: "sidecar shutdown"}
+	if code, ok := ctl.exitCode(); ok {
+		end.SessionEnd.ExitCode = &code
+		end.SessionEnd.Reason = fmt.Sprintf("command exited with status %d", code)
+	}
+	if runErr != nil {
+		end.SessionEnd.Reason = runErr.Error()
+	}
+	var endErr error
+	if err := pub.Publish(base, end); err != nil {
+		endErr = fmt.Errorf("proxy: record session end: %w", err)
+	}
+	stopAdmin()
+	return errors.Join(runErr, endErr, flush())
+}

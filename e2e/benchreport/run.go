@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/pkg/localserver"
+	"github.com/chaperone-dev/chaperone/pkg/runner"
+	"github.com/chaperone-dev/chaperone/pkg/sandbox"
+)
+
+type result struct {
+	name  string
+	conns int
+	wrk   wrkResult
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	work, err := os.MkdirTemp("", "chaperone-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	srv, err := localserver.Start(ctx, localserver.Options{Binary: filepath.Join(cfg.binDir, "chaperone-server"), DataDir: filepath.Join(work, "server")})
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+
+	plain, err := sandbox.New(ctx, sandbox.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer plain.Close()
+	recorded, err := sandbox.New(ctx, sandbox.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer recorded.Close()
+
+	up, err := startUpstream(ctx, plain.HostIP())
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	ngx, err := startNginx(ctx, work, plain.HostIP(), up.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer ngx.stop()
+
+	var results []result
+	for _, c := range cfg.conns {
+		for _, tc := range []struct{ name, url string }{
+			{"direct", "http://" + up.Addr().String() + "/"},
+			{"nginx", "http://" + ngx.addr + "/"},
+		} {
+			w, err := wrkIn(ctx, plain, tc.url, c, cfg.duration)
+			if err != nil {
+				return fmt.Errorf("%s: %w", tc.name, err)
+			}
+			results = append(results, result{tc.name, c, w})
+		}
+	}
+
+	side, err := runSidecarCase(ctx, cfg, srv, recorded, "http://"+up.Addr().String()+"/", log)
+	if err != nil {
+		return err
+	}
+	results = append(results, side.results...)
+	report(os.Stdout, cfg, results, side)
+	return nil
+}
+
+// sidecarCase is the sidecar's share of the report.
+type sidecarCase struct {
+	results  []result
+	idleRSS  int64
+	peakRSS  int64
+}
+
+// runSidecarCase runs every wrk load as one recorded session, so the
+// sidecar's idle and peak memory cover the whole load.
+func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb *sandbox.Sandbox, url string, log *slog.Logger) (sidecarCase, error) {
+	var sc sidecarCase
+	var script strings.Builder
+	for _, c := range cfg.conns {
+		fmt.Fprintf(&script, "echo '@@ %d'; %s\n", c, strings.Join(wrkArgs(url, c, cfg.duration), " "))
+	}
+	var out bytes.Buffer
+	var pid int
+	var mu sync.Mutex
+	stopPoll := make(chan struct{})
+	var polled sync.WaitGroup
+	_, err := runner.Run(ctx, runner.Options{
+		Command:     []string{"/bin/sh", "-c", script.String()},
+		NATSURL:     srv.Addrs.NATS,
+		SidecarPath: filepath.Join(cfg.binDir, "chaperone-sidecar"),
+		User:        "bench",
+		Sandbox:     sb,
+		Stdout:      &out,
+		Stderr:      &out,
+		Logger:      log,
+		Started: func(s runner.Started) {
+			pid = s.SidecarPID
+			time.Sleep(500 * time.Millisecond) // let start-up garbage settle before the idle sample
+			sc.idleRSS, _ = procStatus(pid, "VmRSS")
+			polled.Add(1)
+			go func() {
+				defer polled.Done()
+				for {
+					if v, err := procStatus(pid, "VmHWM"); err == nil {
+						mu.Lock()
+						sc.peakRSS = max(sc.peakRSS, v)
+						mu.Unlock()
+					}
+					select {
+					case <-stopPoll:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+			}()
+		},
+	})
+	close(stopPoll)
+	polled.Wait()
+	if err != nil {
+		return sc, fmt.Errorf("sidecar run: %w\n%s", err, out.String())
+	}
+	for _, part := range strings.Split(out.String(), "@@ ")[1:] {
+		nl := strings.IndexByte(part, '\n')
+		c, err := strconv.Atoi(part[:nl])
+		if err != nil {
+			return sc, fmt.Errorf("parse wrk output: %w", err)
+		}
+		w, err := parseWrk(part[nl+1:])
+		if err != nil {
+			return sc, fmt.Errorf("sidecar, %d connections: %w\n%s", c, err, part)
+		}
+		sc.results = append(sc.results, result{"sidecar", c, w})
+	}
+	return sc, nil
+}
+
+// procStatus reads a kB field of /proc/PID/status in bytes.
+func procStatus(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+// startUpstream serves 1 KiB responses on ip.
+func startUpstream(ctx context.Context, ip netip.Addr) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		return nil, err
+	}
+	body := bytes.Repeat([]byte("x"), 1024)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write(body)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	return ln, nil
+}
+
+type nginx struct {
+	addr string
+	stop func()
+}
+
+func startNginx(ctx context.Context, work string, ip netip.Addr, upstream string) (*nginx, error) {
+	dir := filepath.Join(work, "nginx")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	conf := fmt.Sprintf(`worker_processes 1;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s;
+  proxy_temp_path %[1]s;
+  fastcgi_temp_path %[1]s;
+  uwsgi_temp_path %[1]s;
+  scgi_temp_path %[1]s;
+  upstream backend { server %[2]s; keepalive 32; }
+  server {
+    listen %[3]s;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`, dir, upstream, addr)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := execCommand(ctx, "nginx", "-c", path, "-p", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	for i := 0; i < 100; i++ {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			_ = c.Close()
+			return &nginx{addr: addr, stop: stop}, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	return nil, fmt.Errorf("nginx did not listen on %s: %s", addr, stderr.String())
+}
+
+func report(w io.Writer, cfg config, results []result, sc sidecarCase) {
+	fmt.Fprintf(w, "\nHTTP/1.1 keep-alive, 1 KiB responses, wrk %s per run\n\n", cfg.duration)
+	fmt.Fprintf(w, "%-9s %6s %10s %10s %12s\n", "path", "conns", "p50", "p99", "req/s")
+	get := map[string]wrkResult{}
+	for _, r := range results {
+		fmt.Fprintf(w, "%-9s %6d %10s %10s %12.0f\n", r.name, r.conns, r.wrk.p50, r.wrk.p99, r.wrk.rps)
+		get[fmt.Sprintf("%s/%d", r.name, r.conns)] = r.wrk
+	}
+	fmt.Fprintln(w)
+	for _, c := range cfg.conns {
+		d, n, s := get[fmt.Sprintf("direct/%d", c)], get[fmt.Sprintf("nginx/%d", c)], get[fmt.Sprintf("sidecar/%d", c)]
+		addN, addS := n.p50-d.p50, s.p50-d.p50
+		fmt.Fprintf(w, "%2d conns: added p50 nginx %v, sidecar %v (sidecar/nginx %.2f, target ≤ 1.00); throughput sidecar/nginx %.2f (target ≥ 0.80 at 16)\n",
+			c, addN, addS, ratio(float64(addS), float64(addN)), ratio(s.rps, n.rps))
+	}
+	fmt.Fprintf(w, "sidecar RSS: idle %.1f MiB (target < 15), peak %.1f MiB (target < 40)\n",
+		float64(sc.idleRSS)/(1<<20), float64(sc.peakRSS)/(1<<20))
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}

@@ -1,0 +1,111 @@
+package ingest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/pkg/natsbus"
+	"github.com/chaperone-dev/chaperone/pkg/store"
+)
+
+// Reasons a message is dead-lettered. They are the values of the
+// natsbus.ReasonHeader header and of the metric's reason label.
+const (
+	ReasonMalformed       = "malformed"
+	ReasonTooLarge        = "too_large"
+	ReasonVersion         = "unsupported_version"
+	ReasonInvalid         = "invalid"
+	ReasonSessionMismatch = "session_mismatch"
+	ReasonBlobMismatch    = "blob_hash_mismatch"
+	ReasonUnknownSubject  = "unknown_subject"
+)
+
+var allReasons = []string{
+	ReasonMalformed, ReasonTooLarge, ReasonVersion, ReasonInvalid,
+	ReasonSessionMismatch, ReasonBlobMismatch, ReasonUnknownSubject,
+}
+
+// rejection is why a message cannot be stored.
+type rejection struct {
+	reason string
+	err    error
+}
+
+func (r *rejection) Error() string { return r.reason + ": " + r.err.Error() }
+
+func reject(reason string, err error) *rejection { return &rejection{reason: reason, err: err} }
+
+// parsed is one message turned into what the store takes: exactly one of
+// ev and blob is set.
+type parsed struct {
+	ev   *event.Event
+	blob *store.Blob
+}
+
+// parse checks one message by its subject, headers and data. It never
+// fails for a reason a retry could fix.
+func parse(subject string, header map[string][]string, data []byte) (parsed, *rejection) {
+	switch {
+	case strings.HasPrefix(subject, natsbus.EventSubjectPrefix):
+		ev, rej := parseEvent(strings.TrimPrefix(subject, natsbus.EventSubjectPrefix), data)
+		return parsed{ev: ev}, rej
+	case strings.HasPrefix(subject, natsbus.BlobSubjectPrefix):
+		var ref string
+		if v := header[natsbus.BlobRefHeader]; len(v) > 0 {
+			ref = v[0]
+		}
+		b, rej := parseBlob(ref, data)
+		return parsed{blob: b}, rej
+	default:
+		return parsed{}, reject(ReasonUnknownSubject, fmt.Errorf("subject %q", subject))
+	}
+}
+
+// parseEvent decodes an event published for session subjSession.
+func parseEvent(subjSession string, data []byte) (*event.Event, *rejection) {
+	ev, err := event.Decode(data)
+	if err != nil {
+		return nil, reject(decodeReason(err), err)
+	}
+	if ev.Session != subjSession {
+		return nil, reject(ReasonSessionMismatch,
+			fmt.Errorf("event %s of session %q published on the subject of session %q", ev.ID, ev.Session, subjSession))
+	}
+	// The chain link is the server's to set; never take a producer's.
+	ev.Chain = nil
+	return ev, nil
+}
+
+func decodeReason(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, event.ErrTooLarge):
+		return ReasonTooLarge
+	case errors.Is(err, event.ErrVersion):
+		return ReasonVersion
+	case errors.As(err, &syn), errors.As(err, &typ):
+		return ReasonMalformed
+	default:
+		return ReasonInvalid
+	}
+}
+
+// parseBlob checks that data hashes to ref ("sha256:<hex>").
+func parseBlob(ref string, data []byte) (*store.Blob, *rejection) {
+	hexSum, ok := strings.CutPrefix(ref, "sha256:")
+	if !ok {
+		return nil, reject(ReasonBlobMismatch, fmt.Errorf("blob ref %q is not sha256:<hex>", ref))
+	}
+	sum := sha256.Sum256(data)
+	if hexSum != hex.EncodeToString(sum[:]) {
+		return nil, reject(ReasonBlobMismatch,
+			fmt.Errorf("blob ref %s does not match its %d bytes", ref, len(data)))
+	}
+	return &store.Blob{Ref: ref, Data: data}, nil
+}

@@ -1,0 +1,55 @@
+package server
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want error
+	}{
+		{"defaults", Config{DataDir: "/d"}, nil},
+		{"random ports", Config{DataDir: "/d", HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0"}, nil},
+		{"localhost", Config{DataDir: "/d", HTTPAddr: "localhost:9000"}, nil},
+		{"ipv6 loopback", Config{DataDir: "/d", HTTPAddr: "[::1]:0"}, nil},
+		{"nats url", Config{DataDir: "/d", NATSURL: "nats://127.0.0.1:4222", NATSAddr: "bogus"}, nil},
+		{"json logs", Config{DataDir: "/d", LogFormat: "json", LogLevel: "debug"}, nil},
+		{"no data dir", Config{}, ErrInvalidConfig},
+		{"all interfaces in local mode", Config{DataDir: "/d", HTTPAddr: ":8080"}, ErrInvalidConfig},
+		{"public address in local mode", Config{DataDir: "/d", HTTPAddr: "0.0.0.0:8080"}, ErrInvalidConfig},
+		{"host name in local mode", Config{DataDir: "/d", HTTPAddr: "example.org:8080"}, ErrInvalidConfig},
+		{"no port", Config{DataDir: "/d", HTTPAddr: "127.0.0.1"}, ErrInvalidConfig},
+		{"bad port", Config{DataDir: "/d", HTTPAddr: "127.0.0.1:99999"}, ErrInvalidConfig},
+		{"bad nats addr", Config{DataDir: "/d", NATSAddr: "nats"}, ErrInvalidConfig},
+		{"bad nats url", Config{DataDir: "/d", NATSURL: "::"}, ErrInvalidConfig},
+		{"bad level", Config{DataDir: "/d", LogLevel: "loud"}, ErrInvalidConfig},
+		{"bad format", Config{DataDir: "/d", LogFormat: "xml"}, ErrInvalidConfig},
+		{"oidc", Config{DataDir: "/d", OIDCIssuer: "https://issuer.example", HTTPAddr: "0.0.0.0:8080"}, ErrNotSupported},
+		{"policy and approvals accepted", Config{DataDir: "/d", PolicyFile: "p.yaml", ApprovalWebhookURL: "http://127.0.0.1:1/hook", SlackSigningSecretFile: "s"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.cfg.Validate()
+			if c.want == nil && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if c.want != nil && !errors.Is(err, c.want) {
+				t.Fatalf("error %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func TestValidateDefaults(t *testing.T) {
+	c := Config{DataDir: "/d"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != DefaultHTTPAddr || c.NATSAddr != DefaultNATSAddr || c.LogLevel != "info" ||
+		c.LogFormat != "text" || c.ShutdownTimeout != DefaultShutdownTimeout || !c.LocalMode() {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}

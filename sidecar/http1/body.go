@@ -1,0 +1,96 @@
+package http1
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
+)
+
+// Redacted replaces the values of credential headers in records.
+const Redacted = "[REDACTED]"
+
+// redactedHeaders never have their values recorded. The keys are in
+// http.CanonicalHeaderKey form, as ReadRequest and ReadResponse store them.
+var redactedHeaders = map[string]bool{
+	"Authorization":       true,
+	"Proxy-Authorization": true,
+	"Cookie":              true,
+	"Set-Cookie":          true,
+}
+
+// RedactHeaders returns a copy of h for a record, with the values of
+// Authorization, Proxy-Authorization, Cookie and Set-Cookie replaced by
+// Redacted.
+func RedactHeaders(h http.Header) map[string][]string {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(map[string][]string, len(h))
+	for k, vs := range h {
+		if redactedHeaders[http.CanonicalHeaderKey(k)] {
+			r := make([]string, len(vs))
+			for i := range r {
+				r[i] = Redacted
+			}
+			out[k] = r
+			continue
+		}
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// capture keeps the first limit bytes written to it and counts them all.
+type capture struct {
+	limit int64
+	buf   []byte
+	size  int64
+}
+
+func (c *capture) Write(p []byte) (int, error) {
+	c.size += int64(len(p))
+	if room := c.limit - int64(len(c.buf)); room > 0 {
+		c.buf = append(c.buf, p[:min(room, int64(len(p)))]...)
+	}
+	return len(p), nil
+}
+
+// BlobRef names data by content: "sha256:<hex>".
+func BlobRef(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// body turns a capture into a record body. Bodies up to inline bytes are
+// inline (Text when valid UTF-8, else B64); larger recorded bytes go to the
+// sink as a blob first and the body names it. An empty body is nil.
+func (r *Recorder) body(ctx context.Context, sink Sink, c *capture) (*event.Body, error) {
+	if c.size == 0 {
+		return nil, nil
+	}
+	b := &event.Body{
+		Size:      c.size,
+		Recorded:  int64(len(c.buf)),
+		Truncated: int64(len(c.buf)) < c.size,
+	}
+	switch {
+	case len(c.buf) == 0:
+	case len(c.buf) <= r.opts.InlineLimit && utf8.Valid(c.buf):
+		b.Text = string(c.buf)
+	case len(c.buf) <= r.opts.InlineLimit:
+		b.B64 = c.buf
+	default:
+		ref := BlobRef(c.buf)
+		if err := sink.Blob(ctx, ref, c.buf); err != nil {
+			b.Recorded = 0
+			b.Truncated = true
+			return b, err
+		}
+		b.Ref = ref
+	}
+	return b, nil
+}

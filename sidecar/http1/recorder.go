@@ -1,0 +1,335 @@
+package http1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
+)
+
+// Defaults for Options.
+const (
+	DefaultBodyCap        = 1 << 20
+	DefaultInlineLimit    = 4 << 10
+	DefaultMaxHeaderBytes = 256 << 10
+	// DefaultPairWait bounds how long a response waits for its request's
+	// record before it is recorded anyway (an early response to a request
+	// whose body is still arriving), and how long an unrequested response
+	// waits for a request to pair with.
+	DefaultPairWait = time.Second
+)
+
+// Sink receives the records of one connection. Blob is called with a body's
+// bytes before the record that names them.
+type Sink interface {
+	Blob(ctx context.Context, ref string, data []byte) error
+	Request(ctx context.Context, t time.Time, r *event.HTTPRequest) error
+	Response(ctx context.Context, t time.Time, r *event.HTTPResponse) error
+}
+
+// Conn is one side of a relayed connection; *net.TCPConn is one.
+type Conn interface {
+	io.Reader
+	io.Writer
+	// CloseWrite half-closes the connection: the peer reads EOF.
+	CloseWrite() error
+	Close() error
+}
+
+// Options tune a Recorder. Zero values take the defaults.
+type Options struct {
+	// BodyCap is how many bytes of each body are recorded (default 1 MiB);
+	// negative records none. The whole body is relayed regardless.
+	BodyCap int64
+	// InlineLimit is the largest body kept inline in a record (default
+	// 4 KiB); larger recorded bodies go to the sink as blobs.
+	InlineLimit int
+	// MaxHeaderBytes bounds a request or response head (default 256 KiB).
+	// A longer head is a parse error: it is relayed, not recorded.
+	MaxHeaderBytes int64
+	// PairWait: see DefaultPairWait.
+	PairWait time.Duration
+	// Logger gets debug lines about parse fallbacks. Default: discard.
+	Logger *slog.Logger
+}
+
+// Recorder relays and records HTTP/1.x connections. It is safe for
+// concurrent use; each Relay call handles one connection.
+type Recorder struct {
+	opts Options
+}
+
+// New returns a Recorder with opts, defaults filled in.
+func New(opts Options) *Recorder {
+	if opts.BodyCap == 0 {
+		opts.BodyCap = DefaultBodyCap
+	}
+	if opts.BodyCap < 0 {
+		opts.BodyCap = 0
+	}
+	if opts.InlineLimit <= 0 {
+		opts.InlineLimit = DefaultInlineLimit
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if opts.PairWait <= 0 {
+		opts.PairWait = DefaultPairWait
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{opts: opts}
+}
+
+// Pair is a connection to relay: the client's side and the upstream's.
+type Pair struct {
+	Client   Conn
+	Upstream Conn
+	// ClientPrefix and UpstreamPrefix are bytes already read from each side
+	// (by sniffing); they are relayed first.
+	ClientPrefix   []byte
+	UpstreamPrefix []byte
+}
+
+// Stats describe a relayed connection.
+type Stats struct {
+	// BytesUp counts bytes relayed client → upstream, prefix included.
+	BytesUp int64
+	// BytesDown counts bytes relayed upstream → client.
+	BytesDown int64
+	// Requests and Responses count the recorded exchanges.
+	Requests, Responses int
+	// Upgraded is set when the connection switched protocols (101 or a
+	// CONNECT tunnel) and the rest was relayed raw.
+	Upgraded bool
+	// ParseErr is the first parse error of either side; after it that side
+	// was relayed raw. Nil when everything parsed.
+	ParseErr error
+	// Err is why the relay ended abnormally (a read or write error on
+	// either side, or ctx), nil for a clean close of both sides.
+	Err error
+	// RecordErr is the first error the sink returned.
+	RecordErr error
+}
+
+// ErrParse wraps every parse error in Stats.ParseErr.
+var ErrParse = errors.New("http1 parse")
+
+// errRelay marks a write to the other peer that failed: relaying cannot go
+// on, so the connection is torn down.
+var errRelay = errors.New("relay write")
+
+// tee reads from src and writes every byte read to dst before returning it,
+// so that parsing never changes what is relayed. limit, when >= 0, bounds
+// the bytes read until it is lifted (head parsing).
+type tee struct {
+	src   io.Reader
+	dst   Conn
+	n     int64
+	limit int64
+	// eof is set once src returned io.EOF; err holds a read error other
+	// than EOF or a failed relay write: the connection itself failed.
+	eof bool
+	err error
+}
+
+var errHeadTooLarge = errors.New("message head too large")
+
+func (t *tee) Read(p []byte) (int, error) {
+	if t.limit >= 0 {
+		if t.limit == 0 {
+			return 0, errHeadTooLarge
+		}
+		p = p[:min(int64(len(p)), t.limit)]
+	}
+	n, err := t.src.Read(p)
+	if n > 0 {
+		if t.limit >= 0 {
+			t.limit -= int64(n)
+		}
+		w, werr := t.dst.Write(p[:n])
+		t.n += int64(w)
+		if werr != nil {
+			t.err = fmt.Errorf("%w: %w", errRelay, werr)
+			return n, t.err
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF):
+		if !t.eof {
+			t.eof = true
+			// Pass the half-close on at once: nothing else will come from
+			// this peer, whatever the parser still has buffered.
+			if cerr := t.dst.CloseWrite(); cerr != nil {
+				t.err = fmt.Errorf("%w: close write: %w", errRelay, cerr)
+				return n, t.err
+			}
+		}
+	default:
+		t.err = err
+	}
+	return n, err
+}
+
+// failed returns the connection failure seen by this side, if any.
+func (t *tee) failed() error { return t.err }
+
+// conn is the state shared by the two directions of one Relay.
+type conn struct {
+	r    *Recorder
+	ctx  context.Context
+	sink Sink
+
+	up, down       *tee
+	upBuf, downBuf *bufio.Reader
+	pending        chan *exchange
+	clientDone     chan struct{} // the client side stopped producing exchanges
+	upstreamDone   chan struct{}
+	abortOnce      sync.Once
+	records        sync.WaitGroup // request records in flight
+	pair           Pair
+	mu             sync.Mutex
+	stats          Stats
+}
+
+// exchange is one request on its way to being paired with its response.
+type exchange struct {
+	stream  uint64
+	method  string
+	upgrade bool
+	start   time.Time
+	// end is when the request body finished; read it after recorded closes.
+	end      time.Time
+	recorded chan struct{}
+	// answered closes when the final response was recorded.
+	answered chan struct{}
+	// switched receives whether the server switched protocols; only for
+	// upgrade requests.
+	switched chan bool
+}
+
+// Relay relays p until both sides closed (or one failed, or ctx ended) and
+// records every exchange to sink. It closes neither Conn; the caller does.
+func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
+	c := &conn{
+		r:            r,
+		ctx:          ctx,
+		sink:         sink,
+		pair:         p,
+		pending:      make(chan *exchange, 64),
+		clientDone:   make(chan struct{}),
+		upstreamDone: make(chan struct{}),
+	}
+	c.up = &tee{src: prefixed(p.ClientPrefix, p.Client), dst: p.Upstream, limit: -1}
+	c.down = &tee{src: prefixed(p.UpstreamPrefix, p.Upstream), dst: p.Client, limit: -1}
+	c.upBuf = bufio.NewReaderSize(c.up, 32<<10)
+	c.downBuf = bufio.NewReaderSize(c.down, 32<<10)
+
+	stop := context.AfterFunc(ctx, func() { c.abort(ctx.Err()) })
+	defer stop()
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer close(c.clientDone)
+		c.finish(c.clientSide())
+	}()
+	go func() {
+		defer wg.Done()
+		defer close(c.upstreamDone)
+		c.finish(c.upstreamSide())
+	}()
+	wg.Wait()
+	c.records.Wait()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.BytesUp = c.up.n
+	c.stats.BytesDown = c.down.n
+	return c.stats
+}
+
+func prefixed(prefix []byte, r io.Reader) io.Reader {
+	if len(prefix) == 0 {
+		return r
+	}
+	return io.MultiReader(strings.NewReader(string(prefix)), r)
+}
+
+// finish ends one direction. After a clean EOF the tee has already passed
+// the half-close on; after an error both connections are closed, so the
+// other direction ends as well.
+func (c *conn) finish(err error) {
+	if err == nil || errors.Is(err, io.EOF) {
+		return
+	}
+	c.abort(err)
+}
+
+// abort tears the connection down; err, if any, becomes Stats.Err.
+func (c *conn) abort(err error) {
+	c.abortOnce.Do(func() {
+		if err != nil {
+			c.mu.Lock()
+			c.stats.Err = err
+			c.mu.Unlock()
+		}
+		_ = c.pair.Client.Close()
+		_ = c.pair.Upstream.Close()
+	})
+}
+
+// parseFailed notes a parse error; the caller then relays its side raw.
+func (c *conn) parseFailed(side string, stream uint64, err error) {
+	err = fmt.Errorf("%w: %s message %d: %w", ErrParse, side, stream, err)
+	c.r.opts.Logger.Debug("relaying raw after parse error", "err", err)
+	c.mu.Lock()
+	if c.stats.ParseErr == nil {
+		c.stats.ParseErr = err
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) recordFailed(err error) {
+	c.mu.Lock()
+	if c.stats.RecordErr == nil {
+		c.stats.RecordErr = err
+	}
+	c.mu.Unlock()
+}
+
+// drain relays the rest of a side raw.
+func drain(br *bufio.Reader) error {
+	_, err := io.Copy(io.Discard, br)
+	return err
+}
+
+// upgradeRequested reports whether a request asks to leave HTTP/1 on this
+// connection: CONNECT, or Connection: upgrade with an Upgrade header.
+func upgradeRequested(req *http.Request) bool {
+	if req.Method == http.MethodConnect {
+		return true
+	}
+	if req.Header.Get("Upgrade") == "" {
+		return false
+	}
+	for _, v := range req.Header.Values("Connection") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}

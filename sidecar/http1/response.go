@@ -1,0 +1,148 @@
+package http1
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
+)
+
+// upstreamSide relays and parses the upstream's responses, pairing each
+// final response with the oldest unanswered request. It returns nil after
+// a clean EOF, else the connection failure.
+func (c *conn) upstreamSide() error {
+	br := c.downBuf
+	var x *exchange // the request being answered
+	decide := func(switched bool) {
+		if x != nil && x.upgrade {
+			x.switched <- switched
+		}
+	}
+	defer func() { decide(false) }()
+	for n := uint64(1); ; n++ {
+		if _, err := br.Peek(1); err != nil {
+			return c.end(c.down, nil)
+		}
+		if x == nil {
+			x = c.nextExchange()
+		}
+		stream := uint64(0)
+		method := http.MethodGet
+		if x != nil {
+			stream, method = x.stream, x.method
+		}
+		c.down.limit = c.r.opts.MaxHeaderBytes
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		c.down.limit = -1
+		headersAt := time.Now()
+		if err != nil {
+			if x != nil && c.down.failed() == nil {
+				c.recordResponse(x, &event.HTTPResponse{Stream: stream, Error: "malformed response: " + err.Error()}, headersAt, headersAt)
+			}
+			return c.rawAfter(c.down, br, "response", stream, err)
+		}
+		if resp.StatusCode/100 == 1 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue // informational: the final response follows
+		}
+		switched := resp.StatusCode == http.StatusSwitchingProtocols ||
+			(method == http.MethodConnect && resp.StatusCode/100 == 2)
+		body := &capture{limit: c.r.opts.BodyCap}
+		var berr error
+		if !switched {
+			_, berr = io.Copy(body, resp.Body)
+		}
+		rec := &event.HTTPResponse{
+			Stream:  stream,
+			Proto:   resp.Proto,
+			Status:  resp.StatusCode,
+			Headers: RedactHeaders(resp.Header),
+		}
+		if berr != nil && c.down.failed() == nil {
+			rec.Error = "response body: " + berr.Error()
+		}
+		if x == nil {
+			rec.Error = "response without a request"
+		}
+		b, err := c.r.body(c.ctx, c.sink, body)
+		if err != nil {
+			c.recordFailed(err)
+		}
+		rec.Body = b
+		c.recordResponse(x, rec, headersAt, time.Now())
+		switch {
+		case berr != nil:
+			return c.rawAfter(c.down, br, "response body", stream, berr)
+		case switched:
+			decide(true)
+			x = nil
+			c.mu.Lock()
+			c.stats.Upgraded = true
+			c.mu.Unlock()
+			return c.end(c.down, drain(br))
+		case x == nil:
+			// Pairing is lost; relay the rest without parsing.
+			c.parseFailed("response", 0, errUnpaired)
+			return c.end(c.down, drain(br))
+		}
+		decide(false)
+		x = nil
+	}
+}
+
+var errUnpaired = errors.New("response without a request")
+
+// nextExchange returns the oldest request not yet answered. A response that
+// arrives before any request waits a little for one (the request's head may
+// still be in the parser), then goes unpaired.
+func (c *conn) nextExchange() *exchange {
+	select {
+	case x := <-c.pending:
+		return x
+	default:
+	}
+	t := time.NewTimer(c.r.opts.PairWait)
+	defer t.Stop()
+	select {
+	case x := <-c.pending:
+		return x
+	case <-c.clientDone:
+		select {
+		case x := <-c.pending:
+			return x
+		default:
+			return nil
+		}
+	case <-t.C:
+		return nil
+	}
+}
+
+// recordResponse records rec for x (nil: unpaired) after x's request was
+// recorded, so that a request's record precedes its response's. A response
+// that overtakes its request (sent before the request body ended) waits at
+// most PairWait.
+func (c *conn) recordResponse(x *exchange, rec *event.HTTPResponse, headersAt, end time.Time) {
+	if x != nil {
+		t := time.NewTimer(c.r.opts.PairWait)
+		select {
+		case <-x.recorded:
+			if lat := headersAt.Sub(x.end); lat > 0 {
+				rec.Latency = lat
+			}
+		case <-t.C:
+		}
+		t.Stop()
+		rec.Duration = end.Sub(x.start)
+	}
+	if err := c.sink.Response(c.ctx, headersAt, rec); err != nil {
+		c.recordFailed(err)
+	}
+	if x != nil {
+		close(x.answered)
+	}
+	c.mu.Lock()
+	c.stats.Responses++
+	c.mu.Unlock()
+}

@@ -1,0 +1,278 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/sidecar/http1"
+	"github.com/chaperone-dev/chaperone/sidecar/sniff"
+)
+
+// errCut is the conn.close error of a connection cut at shutdown.
+var errCut = errors.New("closed by sidecar shutdown")
+
+// handle serves one accepted connection from start to conn.close.
+func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
+	client := lc.client
+	defer client.Close()
+	start := time.Now()
+	id := fmt.Sprintf("%s-%d", p.idBase, p.nextID.Add(1))
+	log := p.log.With(keyConn, id, keyClient, client.RemoteAddr().String())
+
+	dst, err := p.opts.OriginalDst(client)
+	if err != nil {
+		p.refuse(ctx, id, lc, nil, reasonOrigDst, fmt.Sprintf("original destination: %v", err), start)
+		return
+	}
+	dest := &event.Destination{Addr: dst.String()}
+	log = log.With(keyDest, dest.Addr)
+	if self.is(dst) {
+		p.refuse(ctx, id, lc, dest, reasonLoop, "destination is the sidecar's own listener", start)
+		return
+	}
+	if err := p.opts.Recorder.Accepting(); err != nil {
+		if !p.opts.FailOpen {
+			p.refuse(ctx, id, lc, dest, reasonRecording, fmt.Sprintf("recording unavailable: %v", err), start)
+			return
+		}
+		log.Warn("relaying without guaranteed recording (fail-open)", keyErr, err)
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, p.opts.DialTimeout)
+	uc, err := p.dialer.DialContext(dctx, "tcp", dst.String())
+	cancel()
+	if err != nil {
+		p.refuse(ctx, id, lc, dest, reasonUpstream, fmt.Sprintf("upstream unreachable: %v", err), start)
+		return
+	}
+	up := uc.(*net.TCPConn)
+	defer up.Close()
+	if !lc.setUpstream(up) {
+		return
+	}
+
+	res, upFirst, err := p.sniff(ctx, client, up)
+	if err != nil {
+		log.Debug("sniff", keyErr, err)
+	}
+	dest.Protocol = string(res.Protocol)
+	if res.Hello.SNI != "" {
+		dest.Host = res.Hello.SNI
+	}
+	p.m.conns.WithLabelValues(dest.Protocol).Inc()
+	p.publish(ctx, id, lc, p.newEvent(event.KindConnOpen, start, id, dest, func(e *event.Event) {
+		e.ConnOpen = &event.ConnOpen{Client: client.RemoteAddr().String()}
+	}))
+	log.Debug("connection open", keyProto, dest.Protocol)
+
+	cls := &event.ConnClose{}
+	if res.Protocol == sniff.TLS {
+		cls.TLS = &event.TLSInfo{SNI: res.Hello.SNI, ALPN: res.Hello.ALPN}
+	}
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if res.Protocol == sniff.HTTP1 {
+		st := p.http1.Relay(ctx, http1.Pair{
+			Client: client, Upstream: up,
+			ClientPrefix: res.Prefix, UpstreamPrefix: upFirst,
+		}, &connSink{p: p, ctx: ctx, id: id, lc: lc, dest: *dest})
+		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
+		errs = append(errs, st.Err, st.ParseErr)
+	} else {
+		up, down, rerr := relayRaw(client, up, res.Prefix, upFirst)
+		cls.BytesUp, cls.BytesDown = up, down
+		errs = append(errs, rerr)
+	}
+	p.relayed(lc)
+	if lc.isCut() {
+		errs = append(errs, errCut)
+	}
+	if err := errors.Join(errs...); err != nil {
+		cls.Error = err.Error()
+	}
+	cls.Duration = time.Since(start)
+	p.m.bytes.WithLabelValues("up").Add(float64(cls.BytesUp))
+	p.m.bytes.WithLabelValues("down").Add(float64(cls.BytesDown))
+	p.publish(ctx, id, lc, p.newEvent(event.KindConnClose, time.Now(), id, dest, func(e *event.Event) {
+		e.ConnClose = cls
+	}))
+	log.Debug("connection closed", "bytes_up", cls.BytesUp, "bytes_down", cls.BytesDown, keyErr, cls.Error)
+}
+
+// sniff classifies the client's protocol while watching the upstream: a
+// server that speaks first (SMTP, MySQL, SSH) ends the wait at once, and
+// whatever it sent is returned to be relayed first.
+func (p *Proxy) sniff(ctx context.Context, client, up *net.TCPConn) (sniff.Result, []byte, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type first struct {
+		b   []byte
+		err error
+	}
+	watch := make(chan first, 1)
+	go func() {
+		b := make([]byte, 4096)
+		n, err := up.Read(b)
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			cancel() // the server spoke (or closed): stop waiting for the client
+		}
+		watch <- first{b[:n], err}
+	}()
+	res, err := sniff.Peek(sctx, client, sniff.Options{Timeout: p.opts.SniffTimeout})
+	// Stop the watcher and take what it read.
+	_ = up.SetReadDeadline(time.Unix(1, 0))
+	f := <-watch
+	_ = up.SetReadDeadline(time.Time{})
+	if len(f.b) > 0 && len(res.Prefix) == 0 {
+		res.Protocol = sniff.TCP // server-first
+	}
+	return res, f.b, err
+}
+
+// relayRaw copies both ways until both sides closed, passing half-closes
+// on. On *net.TCPConn io.Copy splices in the kernel. A failure of either
+// direction closes both connections.
+func relayRaw(client, up *net.TCPConn, clientPrefix, upPrefix []byte) (bytesUp, bytesDown int64, err error) {
+	type result struct {
+		n   int64
+		err error
+	}
+	pipe := func(dst, src *net.TCPConn, prefix []byte, out chan<- result) {
+		var n int64
+		if len(prefix) > 0 {
+			w, err := dst.Write(prefix)
+			n += int64(w)
+			if err != nil {
+				out <- result{n, err}
+				return
+			}
+		}
+		c, err := io.Copy(dst, src)
+		n += c
+		if err == nil {
+			err = dst.CloseWrite()
+		}
+		out <- result{n, err}
+	}
+	upc, downc := make(chan result, 1), make(chan result, 1)
+	go pipe(up, client, clientPrefix, upc)
+	go pipe(client, up, upPrefix, downc)
+	var u, d result
+	for range 2 {
+		select {
+		case u = <-upc:
+			upc = nil
+			if u.err != nil {
+				_ = client.Close()
+				_ = up.Close()
+			}
+		case d = <-downc:
+			downc = nil
+			if d.err != nil {
+				_ = client.Close()
+				_ = up.Close()
+			}
+		}
+	}
+	return u.n, d.n, errors.Join(relayErr("up", u.err), relayErr("down", d.err))
+}
+
+func relayErr(dir string, err error) error {
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return fmt.Errorf("relay %s: %w", dir, err)
+}
+
+// refuse records a connection that is not relayed and closes the client
+// with a reset, so that it sees a refusal rather than an empty reply.
+func (p *Proxy) refuse(ctx context.Context, id string, lc *liveConn, dest *event.Destination, reason, detail string, start time.Time) {
+	p.m.refused.WithLabelValues(reason).Inc()
+	p.log.Warn("connection refused", keyConn, id, keyClient, lc.client.RemoteAddr().String(), keyReason, detail)
+	_ = lc.client.SetLinger(0)
+	_ = lc.client.Close()
+	p.publish(ctx, id, lc, p.newEvent(event.KindConnOpen, start, id, dest, func(e *event.Event) {
+		e.ConnOpen = &event.ConnOpen{Client: lc.client.RemoteAddr().String(), Refused: detail}
+	}))
+}
+
+func (p *Proxy) newEvent(kind event.Kind, t time.Time, id string, dest *event.Destination, set func(*event.Event)) *event.Event {
+	e := event.New(p.opts.Session, kind, t)
+	e.Source = event.SourceSidecar
+	e.Identity = p.opts.Identity
+	e.Conn = id
+	if dest != nil {
+		d := *dest
+		e.Dest = &d
+	}
+	set(e)
+	return e
+}
+
+// publish hands e to the recorder. A failure is counted and logged; unless
+// the proxy is fail-open it also cuts the connection, since what follows
+// could not be recorded.
+func (p *Proxy) publish(ctx context.Context, id string, lc *liveConn, e *event.Event) {
+	if err := p.opts.Recorder.Publish(ctx, e); err != nil {
+		p.recordFailed(id, lc, fmt.Errorf("publish %s: %w", e.Kind, err))
+	}
+}
+
+func (p *Proxy) recordFailed(id string, lc *liveConn, err error) {
+	p.m.recordErr.Inc()
+	p.log.Error("recording", keyConn, id, keyErr, err)
+	if !p.opts.FailOpen && lc != nil {
+		_ = lc.client.Close()
+		lc.mu.Lock()
+		if lc.up != nil {
+			_ = lc.up.Close()
+		}
+		lc.mu.Unlock()
+	}
+}
+
+// connSink turns one connection's HTTP records into events.
+type connSink struct {
+	p    *Proxy
+	ctx  context.Context
+	id   string
+	lc   *liveConn
+	dest event.Destination
+}
+
+func (s *connSink) Blob(ctx context.Context, ref string, data []byte) error {
+	if err := s.p.opts.Recorder.PublishBlob(ctx, ref, data); err != nil {
+		s.p.recordFailed(s.id, s.lc, fmt.Errorf("publish blob %s: %w", ref, err))
+		return err
+	}
+	return nil
+}
+
+func (s *connSink) Request(ctx context.Context, t time.Time, r *event.HTTPRequest) error {
+	d := s.dest
+	if r.Host != "" {
+		d.Host = r.Host
+	}
+	return s.emit(ctx, s.p.newEvent(event.KindHTTPRequest, t, s.id, &d, func(e *event.Event) { e.HTTPRequest = r }))
+}
+
+func (s *connSink) Response(ctx context.Context, t time.Time, r *event.HTTPResponse) error {
+	s.p.m.requests.WithLabelValues(statusClass(r.Status)).Inc()
+	return s.emit(ctx, s.p.newEvent(event.KindHTTPResponse, t, s.id, &s.dest, func(e *event.Event) { e.HTTPResponse = r }))
+}
+
+func (s *connSink) emit(ctx context.Context, e *event.Event) error {
+	if err := s.p.opts.Recorder.Publish(ctx, e); err != nil {
+		s.p.recordFailed(s.id, s.lc, fmt.Errorf("publish %s: %w", e.Kind, err))
+		return err
+	}
+	return nil
+}

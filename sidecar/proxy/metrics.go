@@ -1,0 +1,62 @@
+package proxy
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the proxy's Prometheus series.
+type metrics struct {
+	conns     *prometheus.CounterVec
+	active    prometheus.Gauge
+	refused   *prometheus.CounterVec
+	bytes     *prometheus.CounterVec
+	requests  *prometheus.CounterVec
+	recordErr prometheus.Counter
+}
+
+// Refusal reasons, the values of the refused counter's reason label.
+const (
+	reasonOrigDst   = "origdst"
+	reasonLoop      = "loop"
+	reasonRecording = "recording"
+	reasonUpstream  = "upstream"
+)
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaperone_sidecar_connections_total",
+			Help: "Connections relayed, by recognised protocol.",
+		}, []string{"protocol"}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chaperone_sidecar_connections_active",
+			Help: "Connections being handled now.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaperone_sidecar_connections_refused_total",
+			Help: "Connections refused, by reason (origdst, loop, recording, upstream).",
+		}, []string{"reason"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaperone_sidecar_bytes_total",
+			Help: "Bytes relayed, by direction (up: client to upstream, down: upstream to client).",
+		}, []string{"direction"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaperone_sidecar_http_requests_total",
+			Help: "HTTP exchanges recorded, by response status class (1xx..5xx, or error).",
+		}, []string{"class"}),
+		recordErr: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chaperone_sidecar_recording_errors_total",
+			Help: "Events or blobs the recorder did not take.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr)
+	}
+	return m
+}
+
+// statusClass names the class of an HTTP status for the requests counter.
+func statusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "error"
+	}
+	return string(rune('0'+code/100)) + "xx"
+}

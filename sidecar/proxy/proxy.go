@@ -1,0 +1,383 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/sidecar/http1"
+	"github.com/chaperone-dev/chaperone/sidecar/origdst"
+)
+
+// Defaults for Options.
+const (
+	DefaultListen       = ":15001"
+	DefaultDialTimeout  = 10 * time.Second
+	DefaultSniffTimeout = 0 // wait for the first byte until either side speaks
+)
+
+// Log keys.
+const (
+	keyConn   = "conn"
+	keyDest   = "dest"
+	keyClient = "client"
+	keyProto  = "protocol"
+	keyErr    = "err"
+	keyReason = "reason"
+	keyAddr   = "addr"
+	keyCount  = "count"
+)
+
+// ErrClosed is returned by Serve after Shutdown.
+var ErrClosed = errors.New("proxy closed")
+
+// Recorder takes the proxy's events; *publish.Publisher is one.
+type Recorder interface {
+	// Publish records one event; the recorder sets Session and Seq.
+	Publish(ctx context.Context, e *event.Event) error
+	// PublishBlob stores a body by its ref ("sha256:<hex>").
+	PublishBlob(ctx context.Context, ref string, data []byte) error
+	// Accepting is nil while recording can be guaranteed.
+	Accepting() error
+}
+
+// Options configure a Proxy.
+type Options struct {
+	// Listen is the address ListenAndServe listens on (default :15001).
+	Listen string
+	// Recorder receives the events. Required.
+	Recorder Recorder
+	// Session, if set, is put in every event; the Recorder may set it too.
+	Session string
+	// Identity is stamped on every event.
+	Identity *event.Identity
+	// Dialer dials original destinations. Default: a net.Dialer with
+	// DialTimeout.
+	Dialer *net.Dialer
+	// DialTimeout bounds each upstream dial (default 10s).
+	DialTimeout time.Duration
+	// SniffTimeout bounds the wait for a client's first byte. Zero waits
+	// until either side speaks: a server that speaks first ends the wait
+	// at once, so server-first protocols are never delayed.
+	SniffTimeout time.Duration
+	// BodyCap and InlineLimit: see http1.Options.
+	BodyCap     int64
+	InlineLimit int
+	// FailOpen relays connections even when the Recorder cannot guarantee
+	// recording; by default such connections are refused.
+	FailOpen bool
+	// OriginalDst recovers a redirected connection's destination
+	// (default origdst.Get). Tests inject their own.
+	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+}
+
+// Proxy is the recording proxy. Create it with New.
+type Proxy struct {
+	opts   Options
+	log    *slog.Logger
+	m      *metrics
+	http1  *http1.Recorder
+	dialer *net.Dialer
+	idBase string
+	nextID atomic.Uint64
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*liveConn]struct{}
+	closed    bool
+	wg        sync.WaitGroup
+	serving   atomic.Int32
+}
+
+// New checks opts, fills in defaults and returns a Proxy.
+func New(opts Options) (*Proxy, error) {
+	if opts.Recorder == nil {
+		return nil, errors.New("new proxy: no recorder")
+	}
+	if opts.Session != "" {
+		if err := event.ValidSession(opts.Session); err != nil {
+			return nil, fmt.Errorf("new proxy: %w", err)
+		}
+	}
+	if opts.Listen == "" {
+		opts.Listen = DefaultListen
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.OriginalDst == nil {
+		opts.OriginalDst = origdst.Get
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := opts.Dialer
+	if d == nil {
+		d = &net.Dialer{}
+	}
+	p := &Proxy{
+		opts:      opts,
+		log:       opts.Logger,
+		m:         newMetrics(opts.Registerer),
+		dialer:    d,
+		idBase:    event.NewID(time.Now())[16:], // random per process: ids stay unique across restarts
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*liveConn]struct{}{},
+	}
+	p.http1 = http1.New(http1.Options{
+		BodyCap:     opts.BodyCap,
+		InlineLimit: opts.InlineLimit,
+		Logger:      opts.Logger,
+	})
+	return p, nil
+}
+
+// ListenAndServe listens on Options.Listen and serves; see Serve.
+func (p *Proxy) ListenAndServe(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", p.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy listen: %w", err)
+	}
+	return p.Serve(ctx, ln)
+}
+
+// Serve accepts connections on ln until Shutdown (then it returns
+// ErrClosed) or until ctx ends (then it closes ln and every live
+// connection at once and returns ctx's error). ctx also carries the
+// connections' recording.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = ln.Close()
+		return ErrClosed
+	}
+	p.listeners[ln] = struct{}{}
+	p.mu.Unlock()
+	p.serving.Add(1)
+	defer p.serving.Add(-1)
+	defer func() {
+		p.mu.Lock()
+		delete(p.listeners, ln)
+		p.mu.Unlock()
+		_ = ln.Close()
+	}()
+	stop := context.AfterFunc(ctx, func() {
+		_ = ln.Close()
+		p.closeAll()
+	})
+	defer stop()
+
+	self := newSelfCheck(ln.Addr())
+	p.log.Info("proxy listening", keyAddr, ln.Addr().String(), "fail_open", p.opts.FailOpen)
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if p.isClosed() {
+				return ErrClosed
+			}
+			var ne net.Error
+			if (errors.As(err, &ne) && ne.Timeout()) || isResourceExhausted(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				p.log.Warn("accept", keyErr, err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("proxy accept: %w", err)
+		}
+		delay = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			_ = c.Close()
+			continue
+		}
+		lc := &liveConn{client: tc}
+		if !p.track(lc) {
+			_ = tc.Close()
+			return ErrClosed
+		}
+		go func() {
+			defer p.untrack(lc)
+			p.handle(ctx, lc, self)
+		}()
+	}
+}
+
+// Ready is nil while the proxy accepts connections.
+func (p *Proxy) Ready() error {
+	if p.isClosed() {
+		return ErrClosed
+	}
+	if p.serving.Load() == 0 {
+		return errors.New("proxy not serving")
+	}
+	return nil
+}
+
+// Active returns the number of connections being handled.
+func (p *Proxy) Active() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// Shutdown stops accepting, lets live connections finish until ctx ends,
+// then closes the rest and waits for their conn.close events. It returns
+// nil when every connection finished by itself, else an error saying how
+// many were cut.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	for ln := range p.listeners {
+		_ = ln.Close()
+	}
+	live := len(p.conns)
+	p.mu.Unlock()
+	p.log.Info("proxy shutting down", keyCount, live)
+
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		p.log.Info("proxy drained", keyCount, live)
+		return nil
+	case <-ctx.Done():
+	}
+	cut := p.closeAll()
+	<-done
+	p.log.Warn("proxy closed live connections at shutdown", keyCount, cut)
+	return fmt.Errorf("proxy shutdown: closed %d live connections: %w", cut, ctx.Err())
+}
+
+func (p *Proxy) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+func (p *Proxy) track(c *liveConn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	p.wg.Add(1)
+	p.m.active.Inc()
+	return true
+}
+
+// untrack ends the handling of c; Shutdown waits for it.
+func (p *Proxy) untrack(c *liveConn) {
+	p.relayed(c)
+	p.wg.Done()
+}
+
+// relayed takes c off the live set once nothing is relayed any more, so
+// that Shutdown neither waits for nor cuts a connection that only has its
+// conn.close left to record.
+func (p *Proxy) relayed(c *liveConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.conns[c]; ok {
+		delete(p.conns, c)
+		p.m.active.Dec()
+	}
+}
+
+// closeAll cuts every live connection and returns how many.
+func (p *Proxy) closeAll() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.cut()
+	}
+	return len(p.conns)
+}
+
+// liveConn is a connection being handled, so that shutdown can cut it.
+type liveConn struct {
+	client *net.TCPConn
+	mu     sync.Mutex
+	up     *net.TCPConn
+	wasCut bool
+}
+
+func (c *liveConn) setUpstream(u *net.TCPConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.up = u
+	return !c.wasCut
+}
+
+func (c *liveConn) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wasCut = true
+	_ = c.client.Close()
+	if c.up != nil {
+		_ = c.up.Close()
+	}
+}
+
+func (c *liveConn) isCut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wasCut
+}
+
+// selfCheck tells whether a destination is the proxy's own listener, which
+// would make the proxy dial itself forever.
+type selfCheck struct {
+	port  uint16
+	addrs map[netip.Addr]bool
+	any   bool
+}
+
+func newSelfCheck(a net.Addr) selfCheck {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return selfCheck{}
+	}
+	s := selfCheck{port: ap.Port(), addrs: map[netip.Addr]bool{ap.Addr().Unmap(): true}}
+	if ap.Addr().IsUnspecified() {
+		s.any = true
+		if ifAddrs, err := net.InterfaceAddrs(); err == nil {
+			for _, ia := range ifAddrs {
+				if pfx, err := netip.ParsePrefix(ia.String()); err == nil {
+					s.addrs[pfx.Addr().Unmap()] = true
+				}
+			}
+		}
+	}
+	return s
+}
+
+func (s selfCheck) is(dst netip.AddrPort) bool {
+	if s.port == 0 || dst.Port() != s.port {
+		return false
+	}
+	a := dst.Addr().Unmap()
+	return s.addrs[a] || a.IsUnspecified() || (s.any && a.IsLoopback())
+}

@@ -1,0 +1,222 @@
+package sniff
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"io"
+	"net"
+	"slices"
+	"testing"
+	"time"
+)
+
+func pgMsg(length, code uint32) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint32(b, length)
+	binary.BigEndian.PutUint32(b[4:], code)
+	return b
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want Protocol
+		more bool
+	}{
+		{"empty", "", TCP, true},
+		{"get", "GET / HTTP/1.1\r\n", HTTP1, false},
+		{"get prefix", "GE", TCP, true},
+		{"get space only", "GET ", TCP, true},
+		{"post absolute", "POST http://x/ HTTP/1.1\r\n", HTTP1, false},
+		{"connect", "CONNECT example.com:443 HTTP/1.1\r\n", HTTP1, false},
+		{"lowercase", "get / HTTP/1.1\r\n", TCP, false},
+		{"method without space", "GETX / HTTP/1.1", TCP, false},
+		{"h2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", HTTP2, false},
+		{"h2 partial", "PRI * HTTP", TCP, true},
+		{"tls", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc", TLS, false},
+		{"tls partial", "\x16\x03", TCP, true},
+		{"tls wrong version", "\x16\x02\x01\x02\x00\x01", TCP, false},
+		{"tls not hello", "\x16\x03\x03\x00\x10\x02", TCP, false},
+		{"pg ssl", string(pgMsg(8, pgSSLRequest)), Postgres, false},
+		{"pg gss", string(pgMsg(8, pgGSSRequest)), Postgres, false},
+		{"pg startup", string(pgMsg(41, pgProtocol3)), Postgres, false},
+		{"pg cancel", string(pgMsg(16, pgCancel)), Postgres, false},
+		{"pg partial", "\x00\x00\x00", TCP, true},
+		{"pg bad code", string(pgMsg(8, 12345)), TCP, false},
+		{"ssh", "SSH-2.0-OpenSSH_9.2\r\n", TCP, false},
+		{"binary", "\xff\xfe\x00", TCP, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, more := Classify([]byte(tt.in))
+			if got != tt.want || more != tt.more {
+				t.Errorf("Classify(%q) = %s, %v; want %s, %v", tt.in, got, more, tt.want, tt.more)
+			}
+		})
+	}
+}
+
+// clientHello captures the first flight of a real crypto/tls client.
+func clientHello(t testing.TB, sni string, alpn []string) []byte {
+	c, s := net.Pipe()
+	defer s.Close()
+	go func() {
+		tc := tls.Client(c, &tls.Config{ServerName: sni, NextProtos: alpn, InsecureSkipVerify: true})
+		_ = tc.Handshake()
+		c.Close()
+	}()
+	var buf bytes.Buffer
+	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(s, hdr); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, binary.BigEndian.Uint16(hdr[3:]))
+	if _, err := io.ReadFull(s, body); err != nil {
+		t.Fatal(err)
+	}
+	buf.Write(hdr)
+	buf.Write(body)
+	return buf.Bytes()
+}
+
+func TestParseClientHello(t *testing.T) {
+	hello := clientHello(t, "api.example.com", []string{"h2", "http/1.1"})
+	h, ok := ParseClientHello(hello)
+	if !ok {
+		t.Fatal("real ClientHello not parsed")
+	}
+	if h.SNI != "api.example.com" || !slices.Equal(h.ALPN, []string{"h2", "http/1.1"}) {
+		t.Errorf("got %+v", h)
+	}
+	if _, ok := ParseClientHello(hello[:len(hello)-1]); ok {
+		t.Error("truncated ClientHello accepted")
+	}
+}
+
+// TestPeek runs Peek against a loopback TCP connection.
+func TestPeek(t *testing.T) {
+	hello := clientHello(t, "db.internal", nil)
+	tests := []struct {
+		name   string
+		send   [][]byte
+		close  bool
+		want   Protocol
+		sni    string
+		eof    bool
+		prefix int
+	}{
+		{name: "http", send: [][]byte{[]byte("GET /x HTTP/1.1\r\nHost: a\r\n\r\n")}, want: HTTP1, prefix: 28},
+		{name: "http split", send: [][]byte{[]byte("GE"), []byte("T / HTTP/1.0\r\n\r\n")}, want: HTTP1, prefix: 18},
+		{name: "tls split", send: [][]byte{hello[:3], hello[3:20], hello[20:]}, want: TLS, sni: "db.internal", prefix: len(hello)},
+		{name: "server first", send: nil, want: TCP},
+		{name: "closed", send: nil, close: true, want: TCP, eof: true},
+		{name: "short then close", send: [][]byte{[]byte("GE")}, close: true, want: TCP, eof: true, prefix: 2},
+		{name: "pg", send: [][]byte{pgMsg(8, pgSSLRequest)}, want: Postgres, prefix: 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			server, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer server.Close()
+			go func() {
+				for _, b := range tt.send {
+					_, _ = client.Write(b)
+				}
+				if tt.close {
+					_ = client.(*net.TCPConn).CloseWrite()
+				}
+			}()
+			res, err := Peek(t.Context(), server, Options{Timeout: 200 * time.Millisecond, MoreTimeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Protocol != tt.want || res.Hello.SNI != tt.sni || res.EOF != tt.eof || len(res.Prefix) != tt.prefix {
+				t.Errorf("got proto=%s sni=%q eof=%v prefix=%d; want %s %q %v %d",
+					res.Protocol, res.Hello.SNI, res.EOF, len(res.Prefix), tt.want, tt.sni, tt.eof, tt.prefix)
+			}
+			// The connection is usable afterwards and Reader replays.
+			if _, err := client.Write([]byte("!")); err != nil && !tt.close {
+				t.Fatal(err)
+			}
+			if !tt.close {
+				r := res.Reader(server)
+				got := make([]byte, len(res.Prefix)+1)
+				if _, err := io.ReadFull(r, got); err != nil {
+					t.Fatal(err)
+				}
+				if got[len(got)-1] != '!' {
+					t.Errorf("replay ended with %q", got[len(got)-1])
+				}
+			}
+		})
+	}
+}
+
+func TestPeekCancel(t *testing.T) {
+	c, s := net.Pipe()
+	defer c.Close()
+	defer s.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan Result)
+	go func() {
+		res, _ := Peek(ctx, s, Options{})
+		done <- res
+	}()
+	cancel()
+	if res := <-done; res.Protocol != TCP || len(res.Prefix) != 0 {
+		t.Errorf("got %+v", res)
+	}
+	// No deadline is left behind.
+	go func() { _, _ = c.Write([]byte("x")) }()
+	b := make([]byte, 1)
+	if _, err := s.Read(b); err != nil {
+		t.Fatalf("read after cancelled Peek: %v", err)
+	}
+}
+
+func FuzzClassify(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\n"))
+	f.Add([]byte(h2Preface))
+	f.Add([]byte("\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00"))
+	f.Add(pgMsg(8, pgSSLRequest))
+	f.Add([]byte("SSH-2.0-x"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, more := Classify(data)
+		if p != TCP && more {
+			t.Fatalf("decided %s but asks for more", p)
+		}
+		if p != TCP {
+			// A decision never changes with more data.
+			if q, _ := Classify(append(slices.Clone(data), 'x', 0)); q != p {
+				t.Fatalf("%s became %s with more data", p, q)
+			}
+		}
+	})
+}
+
+func FuzzParseClientHello(f *testing.F) {
+	f.Add(clientHello(f, "example.com", []string{"h2"}))
+	f.Add([]byte("\x16\x03\x01\x00\x04\x01\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, ok := ParseClientHello(data)
+		if !ok && (h.SNI != "" || h.ALPN != nil) && len(data) < 5 {
+			t.Fatal("data too short but fields set")
+		}
+	})
+}
