@@ -103,7 +103,6 @@ func runRun(ctx context.Context, g *globals, f runFlags, command []string) error
 	return nil
 }
 
-
 // summaryLines bounds the list of requests in the summary to one screen.
 const summaryLines = 15
 

@@ -87,9 +87,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 
 // sidecarCase is the sidecar's share of the report.
 type sidecarCase struct {
-	results  []result
-	idleRSS  int64
-	peakRSS  int64
+	results []result
+	idleRSS int64
+	peakRSS int64
 }
 
 // runSidecarCase runs every wrk load as one recorded session, so the

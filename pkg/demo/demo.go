@@ -174,7 +174,6 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-
 // waitSession waits until the server stored the session's end.
 func waitSession(ctx context.Context, cl *client.Client, id string) error {
 	deadline := time.Now().Add(30 * time.Second)

@@ -119,4 +119,3 @@ func targetAPI() http.Handler {
 	})
 	return mux
 }
-
