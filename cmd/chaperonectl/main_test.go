@@ -30,7 +30,7 @@ func (b brokenVerify) Verify(ctx context.Context, session string) (store.VerifyR
 	res, err := b.Store.Verify(ctx, session)
 	if err == nil && session == "s-bad" {
 		var id string
-		_ = b.Store.Events(ctx, session, 1, func(e *event.Event) error { id = e.ID; return context.Canceled })
+		_ = b.Events(ctx, session, 1, func(e *event.Event) error { id = e.ID; return context.Canceled })
 		res.OK, res.FirstBad = false, &store.BadLink{Index: 2, EventID: id, Reason: "hash does not match the stored event"}
 	}
 	return res, err

@@ -64,7 +64,7 @@ func (c *config) validate() error {
 	c.binDir = abs
 	for _, b := range []string{"chaperone-server", "chaperone-sidecar"} {
 		if _, err := os.Stat(filepath.Join(abs, b)); err != nil {
-			return fmt.Errorf("%s: run make build first", err)
+			return fmt.Errorf("%w: run make build first", err)
 		}
 	}
 	if c.duration < time.Second {

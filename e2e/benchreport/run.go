@@ -38,7 +38,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
+	defer func() { _ = srv.Stop() }()
 
 	plain, err := sandbox.New(ctx, sandbox.Options{Logger: log})
 	if err != nil {
@@ -194,7 +194,7 @@ type nginx struct {
 
 func startNginx(ctx context.Context, work string, ip netip.Addr, upstream string) (*nginx, error) {
 	dir := filepath.Join(work, "nginx")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
@@ -227,7 +227,7 @@ http {
 }
 `, dir, upstream, addr)
 	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
 	cmd := execCommand(ctx, "nginx", "-c", path, "-p", dir)

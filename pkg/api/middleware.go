@@ -38,7 +38,7 @@ func requestID(given string) string {
 	if given != "" && len(given) <= 128 {
 		ok := true
 		for _, c := range given {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' && c != '.' {
 				ok = false
 				break
 			}

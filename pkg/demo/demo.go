@@ -21,7 +21,7 @@ import (
 
 // demoToken is the bearer token the scripted agent sends. The demo checks
 // that it never reached the server's database.
-const demoToken = "chp_demo_4f9a2c7e1b8d6053"
+const demoToken = "chp_demo_4f9a2c7e1b8d6053" //nolint:gosec // a demo value; the demo proves it is never stored
 
 // script is the scripted agent: real curl and a raw TCP connection from bash.
 const script = `set -eu
@@ -71,7 +71,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
+	defer func() { _ = srv.Stop() }()
 	fmt.Fprintf(o.Stdout, "    API %s, NATS %s\n", srv.Addrs.HTTP, srv.Addrs.NATS)
 
 	sb, err := sandbox.New(ctx, sandbox.Options{Logger: o.Logger})
@@ -203,7 +203,7 @@ func grepTree(dir string, needle []byte) (string, error) {
 		if err != nil || d.IsDir() || found != "" {
 			return err
 		}
-		b, err := os.ReadFile(path)
+		b, err := os.ReadFile(path) //nolint:gosec // walks the demo's own temporary directory
 		if err != nil {
 			return err
 		}

@@ -134,7 +134,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		in.log.Warn("ingest consumer stopped, restarting", slog.Any("error", err))
+		in.log.Warn("ingest consumer stopped, restarting", "error", err)
 		if !bo.sleep(ctx) {
 			return nil
 		}
@@ -152,7 +152,7 @@ func (in *Ingester) consume(ctx context.Context) error {
 	f := &fetcher{cons: cons, size: 2 * in.o.BatchSize, wait: fetchWait}
 	in.running.Store(true)
 	defer in.running.Store(false)
-	in.log.Info("ingest consuming", slog.String("consumer", natsbus.IngestConsumer), slog.Int("batch", in.o.BatchSize))
+	in.log.Info("ingest consuming", "consumer", natsbus.IngestConsumer, "batch", in.o.BatchSize)
 
 	acks := newAcker(in.log)
 	batches := make(chan *batch, 1)
@@ -166,7 +166,7 @@ func (in *Ingester) consume(ctx context.Context) error {
 	}
 	acks.wait()
 	if err := in.o.JetStream.Conn().FlushTimeout(5 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		in.log.Warn("flush acks", slog.Any("error", err))
+		in.log.Warn("flush acks", "error", err)
 	}
 	return fetchErr
 }

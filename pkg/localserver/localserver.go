@@ -99,7 +99,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		case err := <-s.exited:
 			s.stopped = true
 			s.closeLog()
-			return nil, fmt.Errorf("chaperone-server exited before it was ready: %v (log in %s)", err, o.DataDir)
+			return nil, fmt.Errorf("chaperone-server exited before it was ready: %w (log in %s)", err, o.DataDir)
 		case <-ctx.Done():
 			_ = s.Stop()
 			return nil, ctx.Err()
@@ -142,7 +142,7 @@ func (s *Server) Stop() error {
 		return nil
 	case <-time.After(30 * time.Second):
 		_ = s.cmd.Process.Kill()
-		<-s.exited
+		_ = <-s.exited
 		return errors.New("chaperone-server did not stop within 30s")
 	}
 }
@@ -154,7 +154,7 @@ func (s *Server) Kill() {
 	}
 	s.stopped = true
 	_ = s.cmd.Process.Kill()
-	<-s.exited
+	_ = <-s.exited
 	s.closeLog()
 }
 

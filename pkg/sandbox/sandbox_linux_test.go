@@ -161,7 +161,7 @@ func TestNewWiresBothEnds(t *testing.T) {
 		}
 		routes, err := netlink.RouteGet(net.ParseIP("192.0.2.1"))
 		if err != nil || len(routes) == 0 || !routes[0].Gw.Equal(net.IP(sb.HostIP().AsSlice())) {
-			return fmt.Errorf("route to 192.0.2.1 = %v, %v; want via %v", routes, err, sb.HostIP())
+			return fmt.Errorf("route to 192.0.2.1 = %v, %w; want via %v", routes, err, sb.HostIP())
 		}
 		return nil
 	})

@@ -25,7 +25,7 @@ type natsServer struct {
 	port  int
 	srv   *server.Server
 	url   string
-	ready bool
+
 }
 
 func startNATS(t testing.TB) *natsServer {
