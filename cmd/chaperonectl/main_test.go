@@ -223,6 +223,13 @@ func TestSessionsReplay(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
+	if !strings.Contains(out, "\n"+strings.Repeat(" ", 43)+"body: 1.2 KiB, not recorded\n") {
+		t.Errorf("replay lacks the response's body detail:\n%s", out)
+	}
+	code, out, errs = run(t, ts, nil, "sessions", "replay", "s1", "--speed", "1000", "--compact")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 5 || !strings.HasPrefix(lines[0], "09:00:00.000  1 ") || !strings.HasSuffix(lines[4], "closed ↑120 B ↓3.4 KiB 1.2s") {
 		t.Errorf("replay:\n%s", out)

@@ -186,6 +186,7 @@ func index(e *event.Event) uint64 {
 
 func newReplayCmd(g *globals) *cobra.Command {
 	var o client.ReplayOptions
+	var compact bool
 	cmd := &cobra.Command{
 		Use:   "replay ID",
 		Short: "Replay a session with its original timing, one line per event",
@@ -203,11 +204,22 @@ func newReplayCmd(g *globals) *cobra.Command {
 				if g.Output == outputJSON {
 					return writeJSONLine(w, e)
 				}
-				_, err := fmt.Fprintf(w, "%s  %-5d %-18s %s\n", e.Time.UTC().Format(layoutEvent), index(e), cell(string(e.Kind)), render.Line(e))
-				return err
+				if _, err := fmt.Fprintf(w, "%s  %-5d %-18s %s\n", e.Time.UTC().Format(layoutEvent), index(e), cell(string(e.Kind)), render.Line(e)); err != nil {
+					return err
+				}
+				if compact {
+					return nil
+				}
+				for _, d := range render.Details(e) {
+					if _, err := fmt.Fprintf(w, "%43s%s\n", "", d); err != nil {
+						return err
+					}
+				}
+				return nil
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&compact, "compact", false, "one line per event, without headers and body previews")
 	cmd.Flags().Float64Var(&o.Speed, "speed", 1, "playback speed: the original gaps are divided by it (up to 1000)")
 	cmd.Flags().Uint64Var(&o.After, "after", 0, "start after this event index")
 	return cmd

@@ -348,3 +348,47 @@ func Clean(s string, max int) string {
 	}
 	return b.String()
 }
+
+// detailHeaders are the request headers Details shows: the ones that carry
+// credentials (recorded redacted) and the ones that say what a body is.
+var detailHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "Content-Type"}
+
+// Details renders what a one-line summary leaves out, as extra lines to
+// print under it: credential headers as recorded (so a reader sees they
+// were redacted) and a preview of inline text bodies. Most kinds have none.
+func Details(e *event.Event) []string {
+	var out []string
+	headers := func(h map[string][]string) {
+		for _, name := range detailHeaders {
+			for _, v := range h[name] {
+				out = append(out, Clean(name, 32)+": "+Clean(v, MaxText))
+			}
+		}
+	}
+	body := func(b *event.Body) {
+		switch {
+		case b == nil || b.Size == 0:
+		case b.Recorded == 0:
+			out = append(out, "body: "+Bytes(b.Size)+", not recorded")
+		case b.Text != "":
+			s := Clean(b.Text, 2*MaxText)
+			if b.Truncated {
+				s += " … (truncated at " + Bytes(b.Recorded) + ")"
+			}
+			out = append(out, "body: "+s)
+		case b.Ref != "":
+			out = append(out, "body: "+Bytes(b.Recorded)+" stored as "+Clean(b.Ref, 80))
+		default:
+			out = append(out, "body: "+Bytes(b.Recorded)+" binary")
+		}
+	}
+	switch {
+	case e.HTTPRequest != nil:
+		headers(e.HTTPRequest.Headers)
+		body(e.HTTPRequest.Body)
+	case e.HTTPResponse != nil:
+		headers(e.HTTPResponse.Headers)
+		body(e.HTTPResponse.Body)
+	}
+	return out
+}

@@ -168,3 +168,19 @@ func FuzzClean(f *testing.F) {
 		}
 	})
 }
+
+func TestDetails(t *testing.T) {
+	e := &event.Event{Kind: event.KindHTTPRequest, HTTPRequest: &event.HTTPRequest{
+		Method: "POST", URL: "/x",
+		Headers: map[string][]string{"Authorization": {"[REDACTED]"}, "Content-Type": {"application/json"}, "Accept": {"*/*"}},
+		Body:    &event.Body{Size: 9, Recorded: 9, Text: "{\"a\":\"b\"}"},
+	}}
+	got := Details(e)
+	want := []string{"Authorization: [REDACTED]", "Content-Type: application/json", `body: {"a":"b"}`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("Details = %q, want %q", got, want)
+	}
+	if d := Details(&event.Event{Kind: event.KindConnOpen, ConnOpen: &event.ConnOpen{}}); d != nil {
+		t.Fatalf("conn.open details = %q, want none", d)
+	}
+}
