@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/chaperone-dev/chaperone/pkg/sandbox"
 )
 
 type config struct {
@@ -30,6 +32,7 @@ type config struct {
 }
 
 func main() {
+	sandbox.MaybeRunHelper()
 	var cfg config
 	flag.StringVar(&cfg.binDir, "bin", "bin", "directory with the chaperone binaries")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each wrk run")
