@@ -173,6 +173,13 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, err
 	}
 
+	staged, cleanBin, err := stageSidecar(opts.SidecarPath, opts.Session)
+	if err != nil {
+		return res, err
+	}
+	defer cleanBin()
+	opts.SidecarPath = staged
+
 	if err := runInit(ctx, sb, opts); err != nil {
 		return res, err
 	}
@@ -246,6 +253,7 @@ func prepareSpool(dir, session string) (string, func(*slog.Logger), error) {
 	}
 	// The parents must be searchable by the sidecar's UID; the spool
 	// itself is private to it.
+	//nolint:gosec // searchable, not readable: the sidecar's UID must reach its spool
 	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
 		return "", nil, fmt.Errorf("spool dir: %w", err)
 	}
