@@ -17,6 +17,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
 	"github.com/chaperone-dev/chaperone/sidecar/admin"
+	"github.com/chaperone-dev/chaperone/sidecar/certs"
 	"github.com/chaperone-dev/chaperone/sidecar/http1"
 	"github.com/chaperone-dev/chaperone/sidecar/proxy"
 	"github.com/chaperone-dev/chaperone/sidecar/publish"
@@ -38,10 +39,23 @@ type ProxyConfig struct {
 	FlushTimeout  time.Duration
 	LogLevel      slog.Level
 	Identity      event.Identity
+	// TrustDir receives the sidecar CA and the trust bundle (certs.CAFile,
+	// certs.BundleFile) for the agent containers.
+	TrustDir string
+	// ExtraCA are PEM files of roots trusted upstream besides the system's.
+	ExtraCA []string
+	// NoIntercept lists the TLS destinations passed through (see
+	// proxy.ParseBypass).
+	NoIntercept []string
 	// ControlStdin makes the sidecar read control lines from stdin: the
 	// `chaperonectl run` that started it writes "exit N" when the command
 	// ended, and session.end records N.
 	ControlStdin bool
+	// MaskKeyFile holds the key of the masking tokens; empty uses a key
+	// generated once and kept in SpoolDir.
+	MaskKeyFile string
+	// MaskPII adds the PII masking rules (email addresses, card numbers).
+	MaskPII bool
 }
 
 // Validate checks that the configuration can run.
@@ -65,6 +79,12 @@ func (c ProxyConfig) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
+	}
+	if c.TrustDir == "" {
+		errs = append(errs, errors.New("--trust-dir is required"))
+	}
+	if _, err := proxy.ParseBypass(c.NoIntercept); err != nil {
+		errs = append(errs, fmt.Errorf("--%w", err))
 	}
 	if c.SpoolMaxBytes < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 {
 		errs = append(errs, errors.New("sizes and timeouts must not be negative"))
@@ -118,9 +138,24 @@ func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (
 	fs.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", spool.DefaultMaxBytes, "spool size limit; when full, connections are refused unless --fail-open")
 	fs.Int64Var(&cfg.BodyCap, "body-cap", http1.DefaultBodyCap, "bytes of each HTTP body recorded (the rest is relayed, not recorded); negative: none")
 	fs.BoolVar(&cfg.FailOpen, "fail-open", false, "relay connections even when recording cannot be guaranteed")
+	fs.StringVar(&cfg.TrustDir, "trust-dir", certs.DefaultTrustDir, "where the sidecar CA ("+certs.CAFile+") and trust bundle ("+certs.BundleFile+") are written for the agent")
+	fs.Func("extra-ca", "PEM file of roots trusted upstream besides the system's (repeatable; e.g. the cluster CA)", func(s string) error {
+		cfg.ExtraCA = append(cfg.ExtraCA, s)
+		return nil
+	})
+	fs.Func("no-intercept", "TLS destinations passed through without interception: host, *.domain, IP or CIDR (repeatable, comma-separated)", func(s string) error {
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				cfg.NoIntercept = append(cfg.NoIntercept, p)
+			}
+		}
+		return nil
+	})
 	fs.BoolVar(&cfg.ControlStdin, "control-stdin", false, `read "exit N" from stdin and record N in session.end (set by chaperonectl run)`)
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long live connections may finish")
 	fs.DurationVar(&cfg.FlushTimeout, "flush-timeout", 10*time.Second, "on SIGTERM, how long to deliver spooled events")
+	fs.StringVar(&cfg.MaskKeyFile, "mask-key-file", getenv("CHAPERONE_MASK_KEY_FILE"), "file with the key of secret-masking tokens (default: generated in --spool-dir)")
+	fs.BoolVar(&cfg.MaskPII, "mask-pii", false, "also mask email addresses and payment card numbers")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return ProxyConfig{}, err
@@ -184,7 +219,12 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 		return errors.Join(fmt.Errorf("proxy: record session start: %w", err), flush())
 	}
 
+	tlsOpts, err := c.setupTLS()
+	if err != nil {
+		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
+	}
 	p, err := proxy.New(proxy.Options{
+		TLS:        tlsOpts,
 		Listen:     c.Listen,
 		Recorder:   pub,
 		Session:    c.Session,
@@ -252,4 +292,29 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	}
 	stopAdmin()
 	return errors.Join(runErr, endErr, flush())
+}
+
+// setupTLS creates the sidecar's CA, writes the trust files for the agent
+// and loads the roots trusted upstream. The CA key stays in memory.
+func (c ProxyConfig) setupTLS() (*proxy.TLSOptions, error) {
+	roots, err := certs.RootPool(c.ExtraCA...)
+	if err != nil {
+		return nil, err
+	}
+	bypass, err := proxy.ParseBypass(c.NoIntercept)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := certs.New(certs.Options{Session: c.Session})
+	if err != nil {
+		return nil, err
+	}
+	sys, err := certs.SystemRootsPEM()
+	if err != nil {
+		return nil, err
+	}
+	if err := certs.WriteTrust(c.TrustDir, ca.CertPEM(), sys); err != nil {
+		return nil, err
+	}
+	return &proxy.TLSOptions{Minter: ca, RootCAs: roots, NoIntercept: bypass}, nil
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus"
+	"github.com/chaperone-dev/chaperone/sidecar/certs"
 )
 
 func TestProxyConfigValidate(t *testing.T) {
@@ -24,6 +27,16 @@ func TestProxyConfigValidate(t *testing.T) {
 	cfg, err := parseProxyFlags(nil, io.Discard, getenv)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.TrustDir != certs.DefaultTrustDir {
+		t.Errorf("trust dir %q", cfg.TrustDir)
+	}
+	multi, err := parseProxyFlags([]string{"--extra-ca", "/a.crt", "--extra-ca", "/b.crt", "--no-intercept", "*.corp.test, 10.0.0.0/8", "--no-intercept", "x.test"}, io.Discard, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(multi.ExtraCA) != 2 || len(multi.NoIntercept) != 3 {
+		t.Errorf("extra-ca %q no-intercept %q", multi.ExtraCA, multi.NoIntercept)
 	}
 	if cfg.Session != "0b6c-11ef" || cfg.Identity.Pod != "agent" || len(cfg.Identity.Groups) != 2 || cfg.Listen != ":15001" || cfg.AdminAddr != ":15020" {
 		t.Errorf("config %+v", cfg)
@@ -37,6 +50,8 @@ func TestProxyConfigValidate(t *testing.T) {
 		{[]string{"--listen", "15001"}, "--listen"},
 		{[]string{"--nats-url", ""}, "--nats-url"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--no-intercept", "a.*.com"}, "--no-intercept"},
+		{[]string{"--trust-dir", ""}, "--trust-dir"},
 	} {
 		if _, err := parseProxyFlags(tt.args, io.Discard, getenv); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: err %v, want %q", tt.args, err, tt.want)
@@ -78,7 +93,7 @@ func TestRunRecordsSession(t *testing.T) {
 
 	cfg := ProxyConfig{
 		Listen: freeAddr(t), AdminAddr: freeAddr(t), Session: "sess-1", Origin: "pod",
-		NATSURL: ns.ClientURL(), SpoolDir: t.TempDir(), DrainTimeout: time.Second, FlushTimeout: 5 * time.Second,
+		NATSURL: ns.ClientURL(), SpoolDir: t.TempDir(), TrustDir: t.TempDir() + "/trust", DrainTimeout: time.Second, FlushTimeout: 5 * time.Second,
 		Identity: event.Identity{Pod: "agent-0"},
 	}
 	if err := cfg.Validate(); err != nil {
@@ -101,6 +116,12 @@ func TestRunRecordsSession(t *testing.T) {
 		case err := <-done:
 			t.Fatalf("run ended: %v", err)
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	// Ready means the agent's trust files are there.
+	for _, f := range []string{certs.CAFile, certs.BundleFile} {
+		if b, err := os.ReadFile(filepath.Join(cfg.TrustDir, f)); err != nil || !strings.Contains(string(b), "BEGIN CERTIFICATE") {
+			t.Errorf("trust file %s: %v", f, err)
 		}
 	}
 	c, err := net.Dial("tcp", cfg.Listen)

@@ -22,6 +22,7 @@ type runFlags struct {
 	user       string
 	sidecarLog string
 	wait       time.Duration
+	extraCA    []string
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -32,7 +33,10 @@ func newRunCmd(g *globals) *cobra.Command {
 		Long: `Run creates a fresh network namespace wired to the host by a veth pair,
 installs the redirect rules, starts chaperone-sidecar inside it under its own UID,
 and runs CMD there without CAP_NET_ADMIN and CAP_NET_RAW: every TCP connection CMD
-makes is recorded, and none can bypass the sidecar. It prints "session: <id>" on
+makes is recorded, and none can bypass the sidecar. TLS is intercepted with the
+sidecar's own CA, which CMD trusts through SSL_CERT_FILE, CURL_CA_BUNDLE,
+REQUESTS_CA_BUNDLE, GIT_SSL_CAINFO and NODE_EXTRA_CA_CERTS; the sidecar verifies
+upstreams against the system roots plus --extra-ca. It prints "session: <id>" on
 stderr, a summary when CMD ends, and exits with CMD's exit status.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -43,6 +47,7 @@ stderr, a summary when CMD ends, and exits with CMD's exit status.`,
 	fl.StringVar(&f.natsURL, "nats-url", "", "NATS URL for the sidecar (default: the server's, from /api/v1/info)")
 	fl.StringVar(&f.user, "user", "", "who the session is recorded for (default: $SUDO_USER or $USER)")
 	fl.StringVar(&f.sidecarLog, "sidecar-log", "", "write the sidecar's log to this file (default: warnings to stderr)")
+	fl.StringArrayVar(&f.extraCA, "extra-ca", nil, "PEM file of roots the sidecar trusts upstream besides the system's (repeatable)")
 	fl.DurationVar(&f.wait, "wait", 30*time.Second, "how long to wait for the server to store the session")
 	return cmd
 }
@@ -69,6 +74,7 @@ func runRun(ctx context.Context, g *globals, f runFlags, command []string) error
 	}
 	opts := runner.Options{
 		Command:     command,
+		ExtraCA:     f.extraCA,
 		NATSURL:     natsURL,
 		User:        user,
 		Stdin:       os.Stdin,

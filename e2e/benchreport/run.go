@@ -81,7 +81,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	results = append(results, side.results...)
+
+	tlsSB, err := sandbox.New(ctx, sandbox.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer tlsSB.Close()
+	tlsResults, err := runTLSCase(ctx, cfg, work, srv, plain, tlsSB, log)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
 	report(os.Stdout, cfg, results, side)
+	reportTLS(os.Stdout, cfg, tlsResults)
 	return nil
 }
 
@@ -100,7 +111,7 @@ func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb
 	for _, c := range cfg.conns {
 		fmt.Fprintf(&script, "echo '@@ %d'; %s\n", c, strings.Join(wrkArgs(url, c, cfg.duration), " "))
 	}
-	var out bytes.Buffer
+	var out, sidecarLog bytes.Buffer
 	var pid int
 	var mu sync.Mutex
 	stopPoll := make(chan struct{})
@@ -113,6 +124,7 @@ func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb
 		Sandbox:     sb,
 		Stdout:      &out,
 		Stderr:      &out,
+		SidecarLog:  &sidecarLog,
 		Logger:      log,
 		Started: func(s runner.Started) {
 			pid = s.SidecarPID
@@ -139,7 +151,7 @@ func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb
 	close(stopPoll)
 	polled.Wait()
 	if err != nil {
-		return sc, fmt.Errorf("sidecar run: %w\n%s", err, out.String())
+		return sc, fmt.Errorf("sidecar run: %w\n%s\nsidecar log:\n%s", err, out.String(), sidecarLog.String())
 	}
 	for _, part := range strings.Split(out.String(), "@@ ")[1:] {
 		nl := strings.IndexByte(part, '\n')
@@ -226,6 +238,11 @@ http {
   }
 }
 `, dir, upstream, addr)
+	return launchNginx(ctx, dir, addr, conf)
+}
+
+// launchNginx writes conf to dir and runs nginx until it listens on addr.
+func launchNginx(ctx context.Context, dir, addr, conf string) (*nginx, error) {
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err

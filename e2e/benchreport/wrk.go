@@ -31,7 +31,11 @@ func wrkArgs(url string, conns int, d time.Duration) []string {
 
 // wrkIn runs wrk inside sb against url.
 func wrkIn(ctx context.Context, sb *sandbox.Sandbox, url string, conns int, d time.Duration) (wrkResult, error) {
-	args := wrkArgs(url, conns, d)
+	return wrkArgsIn(ctx, sb, wrkArgs(url, conns, d))
+}
+
+// wrkArgsIn runs the wrk command line args inside sb.
+func wrkArgsIn(ctx context.Context, sb *sandbox.Sandbox, args []string) (wrkResult, error) {
 	var out bytes.Buffer
 	cmd, err := sb.Command(ctx, sandbox.ExecOptions{Path: args[0], Args: args[1:], Stdout: &out, Stderr: &out})
 	if err != nil {

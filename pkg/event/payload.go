@@ -26,6 +26,9 @@ type ConnOpen struct {
 	// Refused is set when the sidecar did not forward the connection, with
 	// the reason (recording unavailable, policy, upstream unreachable…).
 	Refused string `json:"refused,omitempty"`
+	// TLS describes a TLS connection: what the client asked for and, once
+	// the sidecar connected upstream, what was negotiated there.
+	TLS *TLSInfo `json:"tls,omitempty"`
 }
 
 // ConnClose records the end of a connection.
@@ -35,14 +38,28 @@ type ConnClose struct {
 	Duration  time.Duration `json:"duration_ns"`
 	// Error is why the connection ended abnormally, if it did.
 	Error string `json:"error,omitempty"`
-	// TLS holds the TLS metadata of a connection that was passed through.
+	// TLS holds the TLS metadata of the connection, intercepted or passed
+	// through.
 	TLS *TLSInfo `json:"tls,omitempty"`
 }
 
-// TLSInfo is what can be seen of a TLS connection without decrypting it.
+// TLSInfo is what can be seen of a TLS connection without decrypting it,
+// plus, for a connection the sidecar intercepted, what its own upstream
+// handshake negotiated.
 type TLSInfo struct {
-	SNI  string   `json:"sni,omitempty"`
+	// SNI is the server name the client sent.
+	SNI string `json:"sni,omitempty"`
+	// ALPN lists the application protocols the client offered.
 	ALPN []string `json:"alpn,omitempty"`
+	// Intercepted is set when the sidecar terminated the client's TLS with
+	// a leaf of its own CA and re-encrypted to the verified upstream.
+	Intercepted bool `json:"intercepted,omitempty"`
+	// Version, Cipher and Protocol are the upstream handshake's TLS version
+	// ("TLS 1.3"), cipher suite and negotiated ALPN protocol; set only when
+	// intercepted.
+	Version  string `json:"version,omitempty"`
+	Cipher   string `json:"cipher,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // HTTPRequest records one HTTP request.
@@ -56,6 +73,8 @@ type HTTPRequest struct {
 	Host    string              `json:"host,omitempty"`
 	Headers map[string][]string `json:"headers,omitempty"`
 	Body    *Body               `json:"body,omitempty"`
+	// GRPC names the called service and method of a gRPC request.
+	GRPC *GRPCInfo `json:"grpc,omitempty"`
 }
 
 // HTTPResponse records the response to an HTTPRequest.
@@ -71,6 +90,37 @@ type HTTPResponse struct {
 	Duration time.Duration `json:"duration_ns"`
 	// Error is set when the exchange did not complete.
 	Error string `json:"error,omitempty"`
+	// Trailers are the response's trailers, credential values redacted.
+	Trailers map[string][]string `json:"trailers,omitempty"`
+	// Streamed is set on a response recorded as it flowed (watches,
+	// server-sent events, gRPC streams): a first record with Streamed
+	// StreamedHeaders carries the headers and no body, the body follows as
+	// stream.data events, and a last record with Streamed StreamedEnd
+	// carries the trailers, timings and the body's totals (no content).
+	Streamed string `json:"streamed,omitempty"`
+	// GRPC holds the gRPC status and message sizes of a gRPC response.
+	GRPC *GRPCInfo `json:"grpc,omitempty"`
+}
+
+// Values of HTTPResponse.Streamed.
+const (
+	StreamedHeaders = "headers"
+	StreamedEnd     = "end"
+)
+
+// GRPCInfo is what is recorded of a gRPC call: names, status and message
+// sizes, never the decoded messages.
+type GRPCInfo struct {
+	Service string `json:"service,omitempty"`
+	Method  string `json:"method,omitempty"`
+	// Status is grpc-status, when the response carried one.
+	Status *int `json:"status,omitempty"`
+	// Message is grpc-message, percent-decoded.
+	Message string `json:"message,omitempty"`
+	// Messages counts the length-prefixed messages of the body; Sizes
+	// lists the lengths of the first ones.
+	Messages int64   `json:"messages,omitempty"`
+	Sizes    []int64 `json:"sizes,omitempty"`
 }
 
 // K8sRequest records a Kubernetes API request with audit.k8s.io/v1 fields.

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/chaperone-dev/chaperone/pkg/sandbox"
+	"github.com/chaperone-dev/chaperone/sidecar/certs"
 )
 
 // Defaults shared with the pod's sidecar (see the webhook's injection).
@@ -53,6 +54,10 @@ type Options struct {
 	User string
 	// SidecarArgs are extra flags for `chaperone-sidecar proxy`.
 	SidecarArgs []string
+	// ExtraCA are PEM files of roots the sidecar trusts upstream besides
+	// the system's (--extra-ca); they are copied where the sidecar's UID
+	// can read them.
+	ExtraCA []string
 	// Sandbox, when set, is used instead of a fresh one (and not closed).
 	Sandbox *sandbox.Sandbox
 	// SpoolDir holds the sidecar's spool; empty uses a directory under
@@ -78,6 +83,9 @@ type Started struct {
 	Session    string
 	Sandbox    *sandbox.Sandbox
 	SidecarPID int
+	// TrustDir holds the sidecar's CA and trust bundle (certs.CAFile,
+	// certs.BundleFile); the command's CA variables point there.
+	TrustDir string
 }
 
 // Result is what Run reports.
@@ -173,6 +181,19 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, err
 	}
 
+	tlsDir, trustArgs, err := prepareTrust(opts.Session, opts.ExtraCA)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if err := os.RemoveAll(tlsDir); err != nil {
+			log.Warn("remove trust dir", logKeyPath, tlsDir, logKeyError, err)
+		}
+		_ = os.Remove(filepath.Dir(tlsDir)) // the run's dir, if now empty
+	}()
+	opts.SidecarArgs = append(trustArgs, opts.SidecarArgs...)
+	trustDir := filepath.Join(tlsDir, "trust")
+
 	staged, cleanBin, err := stageSidecar(opts.SidecarPath, opts.Session)
 	if err != nil {
 		return res, err
@@ -214,10 +235,10 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, err
 	}
 	if opts.Started != nil {
-		opts.Started(Started{Session: opts.Session, Sandbox: sb, SidecarPID: sidecar.Process.Pid})
+		opts.Started(Started{Session: opts.Session, Sandbox: sb, SidecarPID: sidecar.Process.Pid, TrustDir: trustDir})
 	}
 
-	code, cmdErr := runCommand(ctx, sb, opts)
+	code, cmdErr := runCommand(ctx, sb, opts, trustDir)
 	res.ExitCode = code
 	// The control pipe tells the sidecar the command's exit status for the
 	// session.end event; only this process holds its write end.
@@ -272,6 +293,40 @@ func prepareSpool(dir, session string) (string, func(*slog.Logger), error) {
 		}
 	}
 	return dir, clean, nil
+}
+
+// prepareTrust makes the run's TLS directory: trust/, where the sidecar
+// writes its CA and the bundle (owned by the sidecar's UID, readable by
+// all), and copies of the extra CA files the sidecar's UID can read. It
+// returns the directory and the sidecar flags that name them.
+func prepareTrust(session string, extraCA []string) (string, []string, error) {
+	dir := filepath.Join(os.TempDir(), "chaperone-run", session, "tls")
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return "", nil, fmt.Errorf("trust dir: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", nil, fmt.Errorf("trust dir: %w", err)
+	}
+	trust := filepath.Join(dir, "trust")
+	if err := os.Mkdir(trust, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", nil, fmt.Errorf("trust dir: %w", err)
+	}
+	if err := os.Chown(trust, DefaultProxyUID, DefaultProxyUID); err != nil {
+		return "", nil, fmt.Errorf("trust dir: %w", err)
+	}
+	args := []string{"--trust-dir", trust}
+	for i, f := range extraCA {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", nil, fmt.Errorf("extra ca: %w", err)
+		}
+		dst := filepath.Join(dir, fmt.Sprintf("extra-ca-%d.crt", i))
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return "", nil, fmt.Errorf("extra ca: %w", err)
+		}
+		args = append(args, "--extra-ca", dst)
+	}
+	return dir, args, nil
 }
 
 func runInit(ctx context.Context, sb *sandbox.Sandbox, opts Options) error {
@@ -354,11 +409,14 @@ func waitReady(ctx context.Context, url string, timeout time.Duration, exited <-
 	}
 }
 
-func runCommand(ctx context.Context, sb *sandbox.Sandbox, opts Options) (int, error) {
+func runCommand(ctx context.Context, sb *sandbox.Sandbox, opts Options, trustDir string) (int, error) {
 	env := append(os.Environ(),
 		"CHAPERONE_SESSION="+opts.Session,
 		"CHAPERONE_HOST_IP="+sb.HostIP().String(),
 	)
+	// The same CA variables the webhook gives agent containers; opts.Env
+	// comes later and may override them.
+	env = append(env, certs.Env(trustDir)...)
 	env = append(env, opts.Env...)
 	cmd, err := sb.Command(ctx, sandbox.ExecOptions{
 		Path: opts.Command[0], Args: opts.Command[1:], Env: env, DropNetAdmin: true,

@@ -65,27 +65,33 @@ func BlobRef(data []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// body turns a capture into a record body. Bodies up to inline bytes are
-// inline (Text when valid UTF-8, else B64); larger recorded bytes go to the
-// sink as a blob first and the body names it. An empty body is nil.
+// body turns a capture into a record body: see RecordBody.
 func (r *Recorder) body(ctx context.Context, sink Sink, c *capture) (*event.Body, error) {
-	if c.size == 0 {
+	return RecordBody(ctx, sink.Blob, c.buf, c.size, r.opts.InlineLimit)
+}
+
+// RecordBody turns the recorded first bytes of a body of size bytes into a
+// record body. Bodies up to inline bytes are inline (Text when valid UTF-8,
+// else B64); larger recorded bytes go to blob as a blob first and the body
+// names it. An empty body is nil.
+func RecordBody(ctx context.Context, blob func(ctx context.Context, ref string, data []byte) error, recorded []byte, size int64, inline int) (*event.Body, error) {
+	if size == 0 {
 		return nil, nil
 	}
 	b := &event.Body{
-		Size:      c.size,
-		Recorded:  int64(len(c.buf)),
-		Truncated: int64(len(c.buf)) < c.size,
+		Size:      size,
+		Recorded:  int64(len(recorded)),
+		Truncated: int64(len(recorded)) < size,
 	}
 	switch {
-	case len(c.buf) == 0:
-	case len(c.buf) <= r.opts.InlineLimit && utf8.Valid(c.buf):
-		b.Text = string(c.buf)
-	case len(c.buf) <= r.opts.InlineLimit:
-		b.B64 = c.buf
+	case len(recorded) == 0:
+	case len(recorded) <= inline && utf8.Valid(recorded):
+		b.Text = string(recorded)
+	case len(recorded) <= inline:
+		b.B64 = recorded
 	default:
-		ref := BlobRef(c.buf)
-		if err := sink.Blob(ctx, ref, c.buf); err != nil {
+		ref := BlobRef(recorded)
+		if err := blob(ctx, ref, recorded); err != nil {
 			b.Recorded = 0
 			b.Truncated = true
 			return b, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"time"
@@ -65,16 +66,24 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	if res.Hello.SNI != "" {
 		dest.Host = res.Hello.SNI
 	}
+	var tlsInfo *event.TLSInfo
+	if res.Protocol == sniff.TLS {
+		ok, why := p.tls.intercepts(res.Hello, dst.Addr())
+		if ok {
+			p.intercept(ctx, id, lc, log, dst, dest, res, up, start)
+			return
+		}
+		log.Debug("tls passed through", keyReason, why)
+		p.m.tls.WithLabelValues(modePassthrough).Inc()
+		tlsInfo = &event.TLSInfo{SNI: res.Hello.SNI, ALPN: res.Hello.ALPN}
+	}
 	p.m.conns.WithLabelValues(dest.Protocol).Inc()
 	p.publish(ctx, id, lc, p.newEvent(event.KindConnOpen, start, id, dest, func(e *event.Event) {
-		e.ConnOpen = &event.ConnOpen{Client: client.RemoteAddr().String()}
+		e.ConnOpen = &event.ConnOpen{Client: client.RemoteAddr().String(), TLS: tlsInfo}
 	}))
 	log.Debug("connection open", keyProto, dest.Protocol)
 
-	cls := &event.ConnClose{}
-	if res.Protocol == sniff.TLS {
-		cls.TLS = &event.TLSInfo{SNI: res.Hello.SNI, ALPN: res.Hello.ALPN}
-	}
+	cls := &event.ConnClose{TLS: tlsInfo}
 	var errs []error
 	if err != nil {
 		errs = append(errs, err)
@@ -91,6 +100,12 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 		cls.BytesUp, cls.BytesDown = up, down
 		errs = append(errs, rerr)
 	}
+	p.finish(ctx, id, lc, log, dest, cls, start, errs)
+}
+
+// finish records the end of a relayed connection: cls with its duration
+// and the errors that ended it.
+func (p *Proxy) finish(ctx context.Context, id string, lc *liveConn, log *slog.Logger, dest *event.Destination, cls *event.ConnClose, start time.Time, errs []error) {
 	p.relayed(lc)
 	if lc.isCut() {
 		errs = append(errs, errCut)
@@ -140,12 +155,12 @@ func (p *Proxy) sniff(ctx context.Context, client, up *net.TCPConn) (sniff.Resul
 // relayRaw copies both ways until both sides closed, passing half-closes
 // on. On *net.TCPConn io.Copy splices in the kernel. A failure of either
 // direction closes both connections.
-func relayRaw(client, up *net.TCPConn, clientPrefix, upPrefix []byte) (bytesUp, bytesDown int64, err error) {
+func relayRaw(client, up http1.Conn, clientPrefix, upPrefix []byte) (bytesUp, bytesDown int64, err error) {
 	type result struct {
 		n   int64
 		err error
 	}
-	pipe := func(dst, src *net.TCPConn, prefix []byte, out chan<- result) {
+	pipe := func(dst, src http1.Conn, prefix []byte, out chan<- result) {
 		var n int64
 		if len(prefix) > 0 {
 			w, err := dst.Write(prefix)

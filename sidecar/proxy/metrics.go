@@ -10,6 +10,7 @@ type metrics struct {
 	bytes     *prometheus.CounterVec
 	requests  *prometheus.CounterVec
 	recordErr prometheus.Counter
+	tls       *prometheus.CounterVec
 }
 
 // Refusal reasons, the values of the refused counter's reason label.
@@ -32,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chaperone_sidecar_connections_refused_total",
-			Help: "Connections refused, by reason (origdst, loop, recording, upstream).",
+			Help: "Connections refused, by reason (origdst, loop, recording, upstream, tls).",
 		}, []string{"reason"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chaperone_sidecar_bytes_total",
@@ -46,9 +47,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chaperone_sidecar_recording_errors_total",
 			Help: "Events or blobs the recorder did not take.",
 		}),
+		tls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaperone_sidecar_tls_connections_total",
+			Help: "TLS connections, by mode (intercepted, passthrough, refused).",
+		}, []string{"mode"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr)
+		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr, m.tls)
 	}
 	return m
 }

@@ -78,6 +78,9 @@ type Options struct {
 	// OriginalDst recovers a redirected connection's destination
 	// (default origdst.Get). Tests inject their own.
 	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
+	// TLS, when set, intercepts TLS connections; nil passes them all
+	// through, recorded as TLS metadata.
+	TLS *TLSOptions
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil leaves them unregistered.
@@ -90,6 +93,7 @@ type Proxy struct {
 	log    *slog.Logger
 	m      *metrics
 	http1  *http1.Recorder
+	tls    *tlsState
 	dialer *net.Dialer
 	idBase string
 	nextID atomic.Uint64
@@ -124,6 +128,10 @@ func New(opts Options) (*Proxy, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	ts, err := newTLSState(opts.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("new proxy: %w", err)
+	}
 	d := opts.Dialer
 	if d == nil {
 		d = &net.Dialer{}
@@ -132,6 +140,7 @@ func New(opts Options) (*Proxy, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		m:         newMetrics(opts.Registerer),
+		tls:       ts,
 		dialer:    d,
 		idBase:    event.NewID(time.Now())[16:], // random per process: ids stay unique across restarts
 		listeners: map[net.Listener]struct{}{},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -210,13 +211,92 @@ func FuzzClassify(f *testing.F) {
 	})
 }
 
+// rawHello builds a ClientHello record around hand-made extension bytes,
+// for edge cases a real TLS stack never sends.
+func rawHello(exts []byte) []byte {
+	body := []byte{0x03, 0x03}
+	body = append(body, make([]byte, 32)...) // random
+	body = append(body, 0)                   // session id
+	body = append(body, 0, 2, 0x13, 0x01)    // one cipher suite
+	body = append(body, 1, 0)                // null compression
+	if exts != nil {
+		body = binary.BigEndian.AppendUint16(body, uint16(len(exts)))
+		body = append(body, exts...)
+	}
+	hs := append([]byte{1, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}, body...)
+	return append([]byte{0x16, 0x03, 0x01, byte(len(hs) >> 8), byte(len(hs))}, hs...)
+}
+
+// ext encodes one extension.
+func ext(typ uint16, data []byte) []byte {
+	b := binary.BigEndian.AppendUint16(nil, typ)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(data)))
+	return append(b, data...)
+}
+
+// vec16 prefixes data with its 16-bit length.
+func vec16(data ...byte) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(len(data))), data...)
+}
+
 func FuzzParseClientHello(f *testing.F) {
 	f.Add(clientHello(f, "example.com", []string{"h2"}))
+	f.Add(clientHello(f, "", []string{"h2", "http/1.1", "acme-tls/1"})) // no SNI
+	f.Add(clientHello(f, strings.Repeat("a", 63)+"."+strings.Repeat("b", 63)+".example", nil))
 	f.Add([]byte("\x16\x03\x01\x00\x04\x01\x00\x00\x00"))
+	f.Add(rawHello(nil)) // no extensions at all
+	f.Add(rawHello([]byte{}))
+	// SNI: an unknown name type before host_name, an empty list, a name
+	// longer than its list, two SNI extensions.
+	f.Add(rawHello(ext(0, vec16(append([]byte{7, 0, 1, 'x', 0}, vec16('a', '.', 'b')...)...))))
+	f.Add(rawHello(ext(0, vec16())))
+	f.Add(rawHello(ext(0, []byte{0, 5, 0, 0, 9, 'a'})))
+	f.Add(rawHello(append(ext(0, vec16(append([]byte{0}, vec16('a')...)...)), ext(0, vec16(append([]byte{0}, vec16('b')...)...))...)))
+	// ALPN: an empty protocol name, a name longer than the list, an empty list.
+	f.Add(rawHello(ext(16, vec16(0, 2, 'h', '2'))))
+	f.Add(rawHello(ext(16, vec16(9, 'h', '2'))))
+	f.Add(rawHello(ext(16, vec16())))
+	// An extension whose length runs past the block.
+	f.Add(rawHello([]byte{0, 16, 0, 40, 0}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, ok := ParseClientHello(data)
 		if !ok && (h.SNI != "" || h.ALPN != nil) && len(data) < 5 {
 			t.Fatal("data too short but fields set")
 		}
+		if len(h.SNI) > len(data) {
+			t.Fatalf("SNI of %d bytes from %d bytes of input", len(h.SNI), len(data))
+		}
+		if ok {
+			// Only the first record counts: what follows changes nothing.
+			h2, ok2 := ParseClientHello(append(slices.Clone(data), 0x17, 0x03, 0x03, 0, 1, 'x'))
+			if !ok2 || h2.SNI != h.SNI || !slices.Equal(h2.ALPN, h.ALPN) {
+				t.Fatalf("trailing bytes changed the result: %+v/%v, then %+v/%v", h, ok, h2, ok2)
+			}
+		}
 	})
+}
+
+func TestParseClientHelloEdgeCases(t *testing.T) {
+	tests := []struct {
+		name   string
+		data   []byte
+		sni    string
+		alpn   []string
+		wantOK bool
+	}{
+		{"no extensions", rawHello(nil), "", nil, true},
+		{"unknown name type first", rawHello(ext(0, vec16(append([]byte{7, 0, 1, 'x', 0}, vec16('a', '.', 'b')...)...))), "a.b", nil, true},
+		{"empty sni list", rawHello(ext(0, vec16())), "", nil, true},
+		{"empty alpn name", rawHello(ext(16, vec16(0, 2, 'h', '2'))), "", []string{"", "h2"}, true},
+		{"alpn name past its list", rawHello(ext(16, vec16(9, 'h', '2'))), "", nil, true},
+		{"extension past the block", rawHello([]byte{0, 16, 0, 40, 0}), "", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, ok := ParseClientHello(tt.data)
+			if ok != tt.wantOK || h.SNI != tt.sni || !slices.Equal(h.ALPN, tt.alpn) {
+				t.Errorf("got %+v ok=%v, want sni %q alpn %q ok=%v", h, ok, tt.sni, tt.alpn, tt.wantOK)
+			}
+		})
+	}
 }

@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/sidecar/http1"
+	"github.com/chaperone-dev/chaperone/sidecar/sniff"
+)
+
+// Minter mints the certificate shown to a client that asked for name (a
+// DNS name or an IP address); *certs.Authority is one.
+type Minter interface {
+	Leaf(ctx context.Context, name string) (*tls.Certificate, error)
+}
+
+// TLSOptions turn on TLS interception.
+type TLSOptions struct {
+	// Minter mints the leaves clients are shown. Required.
+	Minter Minter
+	// RootCAs verify upstream servers: the system roots plus the extra
+	// roots (certs.RootPool). Nil uses the system roots only.
+	RootCAs *x509.CertPool
+	// NoIntercept matches the destinations passed through.
+	NoIntercept *Bypass
+}
+
+// ALPN protocol names.
+const (
+	alpnHTTP1 = "http/1.1"
+	alpnH2    = "h2"
+)
+
+// Destination protocols of TLS connections.
+const (
+	protoHTTPS = "https"
+	protoTLS   = "tls"
+)
+
+// TLS modes, the values of the tls counter's mode label.
+const (
+	modeIntercepted = "intercepted"
+	modePassthrough = "passthrough"
+	modeRefused     = "refused"
+)
+
+const reasonTLS = "tls"
+
+// tlsState is the proxy's interception state, nil when it is off.
+type tlsState struct {
+	opts     TLSOptions
+	sessions tls.ClientSessionCache
+	// server is cloned for each client handshake; its session ticket key
+	// is fixed so that clients can resume across connections.
+	server *tls.Config
+}
+
+func newTLSState(o *TLSOptions) (*tlsState, error) {
+	if o == nil {
+		return nil, nil
+	}
+	if o.Minter == nil {
+		return nil, errors.New("tls: no minter")
+	}
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return nil, fmt.Errorf("tls: session ticket key: %w", err)
+	}
+	server := &tls.Config{MinVersion: tls.VersionTLS12}
+	server.SetSessionTicketKeys([][32]byte{key})
+	return &tlsState{opts: *o, sessions: tls.NewLRUClientSessionCache(1024), server: server}, nil
+}
+
+// offers filters the client's ALPN offers to what the sidecar can record:
+// HTTP/2 is left out until an HTTP/2 recorder is wired; other protocols
+// are relayed raw after interception.
+func offers(client []string) []string {
+	return slices.DeleteFunc(slices.Clone(client), func(p string) bool { return p == alpnH2 || p == "" })
+}
+
+// intercepts reports whether a TLS connection to dst whose ClientHello is h
+// is intercepted, and if not, why.
+func (s *tlsState) intercepts(h sniff.Hello, dst netip.Addr) (bool, string) {
+	if s == nil {
+		return false, "interception off"
+	}
+	if s.opts.NoIntercept.Match(h.SNI, dst) {
+		return false, "no-intercept"
+	}
+	if len(h.ALPN) > 0 && len(offers(h.ALPN)) == 0 {
+		// Offering the upstream nothing would make it speak no ALPN, and a
+		// client that offered only h2 would then fail.
+		return false, "client offers no recordable protocol"
+	}
+	return true, ""
+}
+
+// intercept terminates the client's TLS with a minted leaf after a
+// verified handshake with the upstream, and records the plaintext.
+func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slog.Logger, dst netip.AddrPort, dest *event.Destination, res sniff.Result, up *net.TCPConn, start time.Time) {
+	client := lc.client
+	name := res.Hello.SNI
+	if name == "" {
+		name = dst.Addr().Unmap().String()
+	}
+	info := &event.TLSInfo{SNI: res.Hello.SNI, ALPN: res.Hello.ALPN}
+	hctx, cancel := context.WithTimeout(ctx, p.opts.DialTimeout)
+	defer cancel()
+
+	tup := tls.Client(up, &tls.Config{
+		ServerName:         name,
+		RootCAs:            p.tls.opts.RootCAs,
+		NextProtos:         offers(res.Hello.ALPN),
+		MinVersion:         tls.VersionTLS12,
+		ClientSessionCache: p.tls.sessions,
+	})
+	if err := tup.HandshakeContext(hctx); err != nil {
+		p.refuseTLS(ctx, id, lc, dest, info, res, fmt.Sprintf("upstream tls: %v", err), start)
+		return
+	}
+	ust := tup.ConnectionState()
+	info.Version = tls.VersionName(ust.Version)
+	info.Cipher = tls.CipherSuiteName(ust.CipherSuite)
+	info.Protocol = ust.NegotiatedProtocol
+
+	leaf, err := p.tls.opts.Minter.Leaf(hctx, name)
+	if err != nil {
+		p.refuseTLS(ctx, id, lc, dest, info, res, fmt.Sprintf("mint leaf: %v", err), start)
+		return
+	}
+	scfg := p.tls.server.Clone()
+	scfg.Certificates = []tls.Certificate{*leaf}
+	if ust.NegotiatedProtocol != "" {
+		scfg.NextProtos = []string{ust.NegotiatedProtocol}
+	}
+	tcl := tls.Server(&prefixConn{TCPConn: client, prefix: res.Prefix}, scfg)
+	if err := tcl.HandshakeContext(hctx); err != nil {
+		// Most often the client does not trust the sidecar's CA.
+		p.m.tls.WithLabelValues(modeRefused).Inc()
+		p.m.refused.WithLabelValues(reasonTLS).Inc()
+		detail := fmt.Sprintf("client tls: %v", err)
+		log.Warn("client handshake", keyErr, err)
+		_ = client.Close()
+		p.publish(ctx, id, lc, p.newEvent(event.KindConnOpen, start, id, dest, func(e *event.Event) {
+			e.ConnOpen = &event.ConnOpen{Client: client.RemoteAddr().String(), Refused: detail, TLS: info}
+		}))
+		return
+	}
+	info.Intercepted = true
+	cancel()
+
+	dest.Protocol = protoTLS
+	if ust.NegotiatedProtocol == "" || ust.NegotiatedProtocol == alpnHTTP1 {
+		dest.Protocol = protoHTTPS
+	}
+	p.m.conns.WithLabelValues(dest.Protocol).Inc()
+	p.m.tls.WithLabelValues(modeIntercepted).Inc()
+	p.publish(ctx, id, lc, p.newEvent(event.KindConnOpen, start, id, dest, func(e *event.Event) {
+		e.ConnOpen = &event.ConnOpen{Client: client.RemoteAddr().String(), TLS: info}
+	}))
+	log.Debug("connection open", keyProto, dest.Protocol, "tls_version", info.Version, "alpn", info.Protocol)
+
+	cls := &event.ConnClose{TLS: info}
+	var errs []error
+	if dest.Protocol == protoHTTPS {
+		st := p.http1.Relay(ctx, http1.Pair{Client: tcl, Upstream: tup},
+			&connSink{p: p, ctx: ctx, id: id, lc: lc, dest: *dest})
+		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
+		errs = append(errs, st.Err, st.ParseErr)
+	} else {
+		u, d, rerr := relayRaw(tcl, tup, nil, nil)
+		cls.BytesUp, cls.BytesDown = u, d
+		errs = append(errs, rerr)
+	}
+	_ = tcl.Close()
+	_ = tup.Close()
+	p.finish(ctx, id, lc, log, dest, cls, start, errs)
+}
+
+// refuseTLS records a TLS connection that is not relayed and ends the
+// client's handshake with an alert, so that the client reports a TLS
+// error rather than a reset.
+func (p *Proxy) refuseTLS(ctx context.Context, id string, lc *liveConn, dest *event.Destination, info *event.TLSInfo, res sniff.Result, detail string, start time.Time) {
+	p.m.refused.WithLabelValues(reasonTLS).Inc()
+	p.m.tls.WithLabelValues(modeRefused).Inc()
+	p.log.Warn("connection refused", keyConn, id, keyClient, lc.client.RemoteAddr().String(), keyDest, dest.Addr, keyReason, detail)
+	refusal := errors.New(detail)
+	alert := tls.Server(&prefixConn{TCPConn: lc.client, prefix: res.Prefix}, &tls.Config{
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return nil, refusal },
+	})
+	actx, cancel := context.WithTimeout(ctx, time.Second)
+	_ = alert.HandshakeContext(actx) // sends the alert and fails
+	cancel()
+	_ = lc.client.Close()
+	p.publish(ctx, id, lc, p.newEvent(event.KindConnOpen, start, id, dest, func(e *event.Event) {
+		e.ConnOpen = &event.ConnOpen{Client: lc.client.RemoteAddr().String(), Refused: detail, TLS: info}
+	}))
+}
+
+// prefixConn replays bytes already read from a connection (the sniffed
+// ClientHello) before reading on.
+type prefixConn struct {
+	*net.TCPConn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.TCPConn.Read(b)
+}
