@@ -16,9 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/pkg/mask"
 	"github.com/chaperone-dev/chaperone/sidecar/admin"
 	"github.com/chaperone-dev/chaperone/sidecar/certs"
 	"github.com/chaperone-dev/chaperone/sidecar/http1"
+	"github.com/chaperone-dev/chaperone/sidecar/masking"
 	"github.com/chaperone-dev/chaperone/sidecar/proxy"
 	"github.com/chaperone-dev/chaperone/sidecar/publish"
 	"github.com/chaperone-dev/chaperone/sidecar/spool"
@@ -223,10 +225,18 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	if err != nil {
 		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
 	}
+	key, err := masking.LoadKey(c.MaskKeyFile, c.SpoolDir)
+	if err != nil {
+		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
+	}
+	masker, err := mask.New(mask.Options{Key: key, PII: c.MaskPII})
+	if err != nil {
+		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
+	}
 	p, err := proxy.New(proxy.Options{
 		TLS:        tlsOpts,
 		Listen:     c.Listen,
-		Recorder:   pub,
+		Recorder:   masking.New(pub, masker),
 		Session:    c.Session,
 		Identity:   &id,
 		BodyCap:    c.BodyCap,
