@@ -205,21 +205,17 @@ func Decode(data []byte) (*Event, error) {
 	if len(data) > MaxSize {
 		return nil, fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, len(data), MaxSize)
 	}
-	var probe struct {
-		V *int `json:"v"`
-	}
-	if err := json.Unmarshal(data, &probe); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if probe.V == nil {
-		return nil, fmt.Errorf("%w: no version field", ErrVersion)
-	}
-	if *probe.V != Version {
-		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrVersion, *probe.V, Version)
-	}
+	// One pass: a document of another version is decoded as far as this
+	// model goes and then refused on its version, before anything trusts it.
 	var e Event
 	if err := json.Unmarshal(data, &e); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if e.V != Version {
+		if e.V == 0 {
+			return nil, fmt.Errorf("%w: no version field", ErrVersion)
+		}
+		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrVersion, e.V, Version)
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err
