@@ -20,6 +20,7 @@ import (
 	"github.com/chaperone-dev/chaperone/sidecar/admin"
 	"github.com/chaperone-dev/chaperone/sidecar/certs"
 	"github.com/chaperone-dev/chaperone/sidecar/http1"
+	"github.com/chaperone-dev/chaperone/sidecar/k8s"
 	"github.com/chaperone-dev/chaperone/sidecar/masking"
 	"github.com/chaperone-dev/chaperone/sidecar/proxy"
 	"github.com/chaperone-dev/chaperone/sidecar/publish"
@@ -58,6 +59,9 @@ type ProxyConfig struct {
 	MaskKeyFile string
 	// MaskPII adds the PII masking rules (email addresses, card numbers).
 	MaskPII bool
+	// KubeAPI is the Kubernetes API server's address (host:port) whose
+	// requests are decoded as such; empty decodes none.
+	KubeAPI string
 }
 
 // Validate checks that the configuration can run.
@@ -87,6 +91,9 @@ func (c ProxyConfig) Validate() error {
 	}
 	if _, err := proxy.ParseBypass(c.NoIntercept); err != nil {
 		errs = append(errs, fmt.Errorf("--%w", err))
+	}
+	if _, err := k8s.ParseTarget(c.KubeAPI); err != nil {
+		errs = append(errs, fmt.Errorf("--kube-api: %w", err))
 	}
 	if c.SpoolMaxBytes < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 {
 		errs = append(errs, errors.New("sizes and timeouts must not be negative"))
@@ -158,6 +165,7 @@ func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (
 	fs.DurationVar(&cfg.FlushTimeout, "flush-timeout", 10*time.Second, "on SIGTERM, how long to deliver spooled events")
 	fs.StringVar(&cfg.MaskKeyFile, "mask-key-file", getenv("CHAPERONE_MASK_KEY_FILE"), "file with the key of secret-masking tokens (default: generated in --spool-dir)")
 	fs.BoolVar(&cfg.MaskPII, "mask-pii", false, "also mask email addresses and payment card numbers")
+	fs.StringVar(&cfg.KubeAPI, "kube-api", k8s.TargetFromEnv(getenv), "Kubernetes API server address host:port whose requests are recorded as k8s.request events (default from $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return ProxyConfig{}, err
@@ -233,7 +241,12 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	if err != nil {
 		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
 	}
+	kubeAPI, err := k8s.ParseTarget(c.KubeAPI)
+	if err != nil {
+		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
+	}
 	p, err := proxy.New(proxy.Options{
+		KubeAPI:    kubeAPI,
 		TLS:        tlsOpts,
 		Listen:     c.Listen,
 		Recorder:   masking.New(pub, masker),

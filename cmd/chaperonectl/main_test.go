@@ -263,7 +263,6 @@ func TestSessionsExport(t *testing.T) {
 	}
 	for format, want := range map[string]string{
 		"asciicast": "format asciicast is not available yet",
-		"k8s-audit": "format k8s-audit is not available yet",
 		"csv":       `unknown format "csv"`,
 	} {
 		if code, _, errs := run(t, ts, nil, "sessions", "export", "s1", "--format", format); code != 1 || !strings.Contains(errs, want) {

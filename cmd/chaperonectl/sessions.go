@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chaperone-dev/chaperone/pkg/audit"
 	"github.com/chaperone-dev/chaperone/pkg/client"
 	"github.com/chaperone-dev/chaperone/pkg/event"
 	"github.com/chaperone-dev/chaperone/pkg/render"
@@ -236,13 +237,19 @@ func newExportCmd(g *globals) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "export ID",
-		Short: "Write a session's events to standard output (--format jsonl)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Write a session's events to standard output (--format jsonl or k8s-audit)",
+		Long: `Write a session's events to standard output.
+
+--format jsonl writes the recorded events, one JSON object a line.
+--format k8s-audit writes the session's Kubernetes API requests as
+audit.k8s.io/v1 Event objects, one a line, as the API server's log backend
+writes them (Secret values stay masked as recorded).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch format {
-			case formatJSONL:
-			case formatAsciicast, formatK8sAudit:
-				return fmt.Errorf("format %s is not available yet (use --format jsonl)", format)
+			case formatJSONL, formatK8sAudit:
+			case formatAsciicast:
+				return fmt.Errorf("format %s is not available yet (use --format jsonl or k8s-audit)", format)
 			default:
 				return fmt.Errorf("unknown format %q (want jsonl, asciicast or k8s-audit)", format)
 			}
@@ -250,12 +257,23 @@ func newExportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.Events(cmd.Context(), args[0], 0, func(e *event.Event) error {
+			ctx := cmd.Context()
+			if format == formatK8sAudit {
+				conv := audit.New(c.Blob)
+				return c.Events(ctx, args[0], 0, func(e *event.Event) error {
+					a, err := conv.Add(ctx, e)
+					if err != nil || a == nil {
+						return err
+					}
+					return audit.WriteLine(g.streams.out, a)
+				})
+			}
+			return c.Events(ctx, args[0], 0, func(e *event.Event) error {
 				return writeJSONLine(g.streams.out, e)
 			})
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", formatJSONL, "export format: jsonl (asciicast and k8s-audit later)")
+	cmd.Flags().StringVar(&format, "format", formatJSONL, "export format: jsonl or k8s-audit (asciicast later)")
 	return cmd
 }
 

@@ -65,9 +65,38 @@ func BlobRef(data []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// body turns a capture into a record body: see RecordBody.
-func (r *Recorder) body(ctx context.Context, sink Sink, c *capture) (*event.Body, error) {
-	return RecordBody(ctx, sink.Blob, c.buf, c.size, r.opts.InlineLimit)
+// body turns a capture into a record body, filtered: see RecordBody and
+// BodyFilter.
+func (r *Recorder) body(ctx context.Context, sink Sink, c *capture, method, target string, response bool) (*event.Body, error) {
+	return RecordFiltered(ctx, sink, method, target, response, c.buf, c.size, r.opts.InlineLimit)
+}
+
+// BodyFilter is implemented by a Sink that rewrites bodies before they are
+// recorded (to mask Kubernetes Secrets, say). What the peers exchange is
+// never changed; only the record is.
+type BodyFilter interface {
+	// FilterBody returns what to record of recorded, the first bytes of
+	// the request body (response false) or of the response body of the
+	// request method target (its request-target: "/path?query", or an
+	// absolute URL). Streamed response bodies are filtered chunk by chunk.
+	FilterBody(method, target string, response bool, recorded []byte) []byte
+}
+
+// RecordFiltered is RecordBody after sink's BodyFilter, if it has one: the
+// record holds the filtered bytes, and stays truncated only when the
+// original recording was.
+func RecordFiltered(ctx context.Context, sink Sink, method, target string, response bool, recorded []byte, size int64, inline int) (*event.Body, error) {
+	f, ok := sink.(BodyFilter)
+	if !ok || len(recorded) == 0 {
+		return RecordBody(ctx, sink.Blob, recorded, size, inline)
+	}
+	truncated := int64(len(recorded)) < size
+	out := f.FilterBody(method, target, response, recorded)
+	b, err := RecordBody(ctx, sink.Blob, out, size, inline)
+	if b != nil && err == nil {
+		b.Truncated = truncated
+	}
+	return b, err
 }
 
 // RecordBody turns the recorded first bytes of a body of size bytes into a

@@ -206,6 +206,7 @@ type conn struct {
 type exchange struct {
 	stream  uint64
 	method  string
+	target  string // the request-target, as sent
 	upgrade bool
 	start   time.Time
 	// end is when the request body finished; read it after recorded closes.

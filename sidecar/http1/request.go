@@ -28,6 +28,7 @@ func (c *conn) clientSide() error {
 		x := &exchange{
 			stream:   stream,
 			method:   req.Method,
+			target:   req.RequestURI,
 			upgrade:  upgradeRequested(req),
 			start:    start,
 			recorded: make(chan struct{}),
@@ -86,7 +87,7 @@ func copyBody(dst *capture, req *http.Request) (int64, error) {
 }
 
 func (c *conn) recordRequest(x *exchange, req *http.Request, body *capture) {
-	b, err := c.r.body(c.ctx, c.sink, body)
+	b, err := c.r.body(c.ctx, c.sink, body, req.Method, req.RequestURI, false)
 	if err != nil {
 		c.recordFailed(err)
 	}

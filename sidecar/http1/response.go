@@ -29,9 +29,9 @@ func (c *conn) upstreamSide() error {
 			x = c.nextExchange()
 		}
 		stream := uint64(0)
-		method := http.MethodGet
+		method, target := http.MethodGet, ""
 		if x != nil {
-			stream, method = x.stream, x.method
+			stream, method, target = x.stream, x.method, x.target
 		}
 		c.down.limit = c.r.opts.MaxHeaderBytes
 		resp, err := http.ReadResponse(br, &http.Request{Method: method})
@@ -65,7 +65,7 @@ func (c *conn) upstreamSide() error {
 		if x == nil {
 			rec.Error = "response without a request"
 		}
-		b, err := c.r.body(c.ctx, c.sink, body)
+		b, err := c.r.body(c.ctx, c.sink, body, method, target, true)
 		if err != nil {
 			c.recordFailed(err)
 		}

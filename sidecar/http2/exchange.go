@@ -19,6 +19,7 @@ type exchange struct {
 	id        uint64
 	start     time.Time
 	url       *url.URL
+	method    string
 	authority string
 	grpc      bool
 
@@ -47,6 +48,7 @@ func (c *conn) newExchange(w http.ResponseWriter, r *http.Request) *exchange {
 		c:         c,
 		id:        id,
 		start:     time.Now(),
+		method:    r.Method,
 		authority: authority,
 		grpc:      isGRPC(r.Header.Get("Content-Type")),
 	}
@@ -112,7 +114,7 @@ func (x *exchange) recordRequest() {
 	if !x.grpc {
 		buf = x.reqBuf
 	}
-	b, err := http1.RecordBody(c.ctx, c.sink.Blob, buf, x.reqLen, c.r.opts.InlineLimit)
+	b, err := http1.RecordFiltered(c.ctx, c.sink, x.method, x.url.RequestURI(), false, buf, x.reqLen, c.r.opts.InlineLimit)
 	if err != nil {
 		c.recordFailed(err)
 	}
@@ -320,7 +322,7 @@ func (rb *respBody) flush() {
 		return
 	}
 	c := rb.x.c
-	b, err := http1.RecordBody(c.ctx, c.sink.Blob, rb.pend, rb.pendSize, c.r.opts.InlineLimit)
+	b, err := http1.RecordFiltered(c.ctx, c.sink, rb.x.method, rb.x.url.RequestURI(), true, rb.pend, rb.pendSize, c.r.opts.InlineLimit)
 	if err != nil {
 		c.recordFailed(err)
 	}
@@ -365,7 +367,7 @@ func (rb *respBody) finish(resp *http.Response, errMsg string) {
 			rec.Body = &event.Body{Size: rb.size, Recorded: rb.recorded, Truncated: rb.recorded < rb.size}
 		}
 	} else {
-		b, err := http1.RecordBody(c.ctx, c.sink.Blob, rb.buf, rb.size, c.r.opts.InlineLimit)
+		b, err := http1.RecordFiltered(c.ctx, c.sink, x.method, x.url.RequestURI(), true, rb.buf, rb.size, c.r.opts.InlineLimit)
 		if err != nil {
 			c.recordFailed(err)
 		}

@@ -63,6 +63,9 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 		log.Debug("sniff", keyErr, err)
 	}
 	dest.Protocol = string(res.Protocol)
+	if res.Protocol == sniff.HTTP2 {
+		dest.Protocol = protoH2C
+	}
 	if res.Hello.SNI != "" {
 		dest.Host = res.Hello.SNI
 	}
@@ -88,14 +91,24 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if res.Protocol == sniff.HTTP1 {
+	switch res.Protocol {
+	case sniff.HTTP1:
 		st := p.http1.Relay(ctx, http1.Pair{
 			Client: client, Upstream: up,
 			ClientPrefix: res.Prefix, UpstreamPrefix: upFirst,
-		}, &connSink{p: p, ctx: ctx, id: id, lc: lc, dest: *dest})
+		}, p.newSink(ctx, id, lc, dst, dest))
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err, st.ParseErr)
-	} else {
+	case sniff.HTTP2:
+		// The client's preface was read while sniffing: replay it to the
+		// HTTP/2 server, and anything the upstream said to its client.
+		st := p.http2.Serve(ctx,
+			&prefixConn{TCPConn: client, prefix: res.Prefix},
+			&prefixConn{TCPConn: up, prefix: upFirst},
+			"http", dst.String(), p.newSink(ctx, id, lc, dst, dest))
+		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
+		errs = append(errs, st.Err)
+	default:
 		up, down, rerr := relayRaw(client, up, res.Prefix, upFirst)
 		cls.BytesUp, cls.BytesDown = up, down
 		errs = append(errs, rerr)
@@ -252,42 +265,4 @@ func (p *Proxy) recordFailed(id string, lc *liveConn, err error) {
 		}
 		lc.mu.Unlock()
 	}
-}
-
-// connSink turns one connection's HTTP records into events.
-type connSink struct {
-	p    *Proxy
-	ctx  context.Context
-	id   string
-	lc   *liveConn
-	dest event.Destination
-}
-
-func (s *connSink) Blob(ctx context.Context, ref string, data []byte) error {
-	if err := s.p.opts.Recorder.PublishBlob(ctx, ref, data); err != nil {
-		s.p.recordFailed(s.id, s.lc, fmt.Errorf("publish blob %s: %w", ref, err))
-		return err
-	}
-	return nil
-}
-
-func (s *connSink) Request(ctx context.Context, t time.Time, r *event.HTTPRequest) error {
-	d := s.dest
-	if r.Host != "" {
-		d.Host = r.Host
-	}
-	return s.emit(ctx, s.p.newEvent(event.KindHTTPRequest, t, s.id, &d, func(e *event.Event) { e.HTTPRequest = r }))
-}
-
-func (s *connSink) Response(ctx context.Context, t time.Time, r *event.HTTPResponse) error {
-	s.p.m.requests.WithLabelValues(statusClass(r.Status)).Inc()
-	return s.emit(ctx, s.p.newEvent(event.KindHTTPResponse, t, s.id, &s.dest, func(e *event.Event) { e.HTTPResponse = r }))
-}
-
-func (s *connSink) emit(ctx context.Context, e *event.Event) error {
-	if err := s.p.opts.Recorder.Publish(ctx, e); err != nil {
-		s.p.recordFailed(s.id, s.lc, fmt.Errorf("publish %s: %w", e.Kind, err))
-		return err
-	}
-	return nil
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
 	"github.com/chaperone-dev/chaperone/sidecar/http1"
+	"github.com/chaperone-dev/chaperone/sidecar/http2"
+	"github.com/chaperone-dev/chaperone/sidecar/k8s"
 	"github.com/chaperone-dev/chaperone/sidecar/origdst"
 )
 
@@ -69,9 +71,14 @@ type Options struct {
 	// until either side speaks: a server that speaks first ends the wait
 	// at once, so server-first protocols are never delayed.
 	SniffTimeout time.Duration
-	// BodyCap and InlineLimit: see http1.Options.
+	// BodyCap and InlineLimit: see http1.Options and http2.Options.
 	BodyCap     int64
 	InlineLimit int
+	// KubeAPI recognises connections to the Kubernetes API server: their
+	// requests also yield k8s.request events, and the bodies of Secret
+	// requests are masked. The zero Target matches nothing; Secrets found
+	// by their kind are masked on every connection.
+	KubeAPI k8s.Target
 	// FailOpen relays connections even when the Recorder cannot guarantee
 	// recording; by default such connections are refused.
 	FailOpen bool
@@ -93,6 +100,7 @@ type Proxy struct {
 	log    *slog.Logger
 	m      *metrics
 	http1  *http1.Recorder
+	http2  *http2.Recorder
 	tls    *tlsState
 	dialer *net.Dialer
 	idBase string
@@ -147,6 +155,11 @@ func New(opts Options) (*Proxy, error) {
 		conns:     map[*liveConn]struct{}{},
 	}
 	p.http1 = http1.New(http1.Options{
+		BodyCap:     opts.BodyCap,
+		InlineLimit: opts.InlineLimit,
+		Logger:      opts.Logger,
+	})
+	p.http2 = http2.New(http2.Options{
 		BodyCap:     opts.BodyCap,
 		InlineLimit: opts.InlineLimit,
 		Logger:      opts.Logger,

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
@@ -41,10 +42,12 @@ const (
 	alpnH2    = "h2"
 )
 
-// Destination protocols of TLS connections.
+// Destination protocols of intercepted and HTTP/2 connections.
 const (
 	protoHTTPS = "https"
 	protoTLS   = "tls"
+	protoH2    = "h2"
+	protoH2C   = "h2c"
 )
 
 // TLS modes, the values of the tls counter's mode label.
@@ -55,6 +58,10 @@ const (
 )
 
 const reasonTLS = "tls"
+
+// noProtocol is an ALPN protocol no client offers: a handshake that must
+// fail with the no_application_protocol alert offers only it.
+const noProtocol = "x-chaperone-none"
 
 // tlsState is the proxy's interception state, nil when it is off.
 type tlsState struct {
@@ -81,11 +88,11 @@ func newTLSState(o *TLSOptions) (*tlsState, error) {
 	return &tlsState{opts: *o, sessions: tls.NewLRUClientSessionCache(1024), server: server}, nil
 }
 
-// offers filters the client's ALPN offers to what the sidecar can record:
-// HTTP/2 is left out until an HTTP/2 recorder is wired; other protocols
-// are relayed raw after interception.
+// offers filters the client's ALPN offers to what may be offered
+// upstream: HTTP/1.1 and HTTP/2 are recorded, other protocols are relayed
+// raw after interception.
 func offers(client []string) []string {
-	return slices.DeleteFunc(slices.Clone(client), func(p string) bool { return p == alpnH2 || p == "" })
+	return slices.DeleteFunc(slices.Clone(client), func(p string) bool { return p == "" })
 }
 
 // intercepts reports whether a TLS connection to dst whose ClientHello is h
@@ -159,9 +166,13 @@ func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slo
 	info.Intercepted = true
 	cancel()
 
-	dest.Protocol = protoTLS
-	if ust.NegotiatedProtocol == "" || ust.NegotiatedProtocol == alpnHTTP1 {
+	switch ust.NegotiatedProtocol {
+	case "", alpnHTTP1:
 		dest.Protocol = protoHTTPS
+	case alpnH2:
+		dest.Protocol = protoH2
+	default:
+		dest.Protocol = protoTLS
 	}
 	p.m.conns.WithLabelValues(dest.Protocol).Inc()
 	p.m.tls.WithLabelValues(modeIntercepted).Inc()
@@ -172,12 +183,16 @@ func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slo
 
 	cls := &event.ConnClose{TLS: info}
 	var errs []error
-	if dest.Protocol == protoHTTPS {
-		st := p.http1.Relay(ctx, http1.Pair{Client: tcl, Upstream: tup},
-			&connSink{p: p, ctx: ctx, id: id, lc: lc, dest: *dest})
+	switch dest.Protocol {
+	case protoHTTPS:
+		st := p.http1.Relay(ctx, http1.Pair{Client: tcl, Upstream: tup}, p.newSink(ctx, id, lc, dst, dest))
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err, st.ParseErr)
-	} else {
+	case protoH2:
+		st := p.http2.Serve(ctx, tcl, tup, "https", name, p.newSink(ctx, id, lc, dst, dest))
+		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
+		errs = append(errs, st.Err)
+	default:
 		u, d, rerr := relayRaw(tcl, tup, nil, nil)
 		cls.BytesUp, cls.BytesDown = u, d
 		errs = append(errs, rerr)
@@ -195,9 +210,15 @@ func (p *Proxy) refuseTLS(ctx context.Context, id string, lc *liveConn, dest *ev
 	p.m.tls.WithLabelValues(modeRefused).Inc()
 	p.log.Warn("connection refused", keyConn, id, keyClient, lc.client.RemoteAddr().String(), keyDest, dest.Addr, keyReason, detail)
 	refusal := errors.New(detail)
-	alert := tls.Server(&prefixConn{TCPConn: lc.client, prefix: res.Prefix}, &tls.Config{
+	cfg := &tls.Config{
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return nil, refusal },
-	})
+	}
+	if strings.Contains(detail, "no application protocol") {
+		// The upstream speaks none of the client's protocols: tell the
+		// client so, with the same alert, as a pass-through would have.
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{noProtocol}}
+	}
+	alert := tls.Server(&prefixConn{TCPConn: lc.client, prefix: res.Prefix}, cfg)
 	actx, cancel := context.WithTimeout(ctx, time.Second)
 	_ = alert.HandshakeContext(actx) // sends the alert and fails
 	cancel()
