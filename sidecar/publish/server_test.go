@@ -20,12 +20,11 @@ import (
 // natsServer is an in-process nats-server with JetStream that can be
 // stopped and started again on the same port and store directory.
 type natsServer struct {
-	t     testing.TB
-	dir   string
-	port  int
-	srv   *server.Server
-	url   string
-
+	t    testing.TB
+	dir  string
+	port int
+	srv  *server.Server
+	url  string
 }
 
 func startNATS(t testing.TB) *natsServer {
