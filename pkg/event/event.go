@@ -41,6 +41,8 @@ const (
 	KindPolicyDecision    Kind = "policy.decision"
 	KindApprovalRequested Kind = "approval.requested"
 	KindApprovalDecided   Kind = "approval.decided"
+	KindMCPToolList       Kind = "mcp.tool_list"
+	KindMCPToolCall       Kind = "mcp.tool_call"
 )
 
 // Source names the component that produced an event.
@@ -109,6 +111,8 @@ type Event struct {
 	PolicyDecision    *PolicyDecision    `json:"policy_decision,omitempty"`
 	ApprovalRequested *ApprovalRequested `json:"approval_requested,omitempty"`
 	ApprovalDecided   *ApprovalDecided   `json:"approval_decided,omitempty"`
+	MCPToolList       *MCPToolList       `json:"mcp_tool_list,omitempty"`
+	MCPToolCall       *MCPToolCall       `json:"mcp_tool_call,omitempty"`
 
 	// Chain is the event's link in its session's hash chain. The server sets
 	// it when the event is stored; producers leave it empty.

@@ -172,6 +172,11 @@ type LLMPrompt struct {
 	System   string       `json:"system,omitempty"`
 	Messages []LLMMessage `json:"messages,omitempty"`
 	Tools    []string     `json:"tools,omitempty"`
+	// OmittedMessages counts the oldest messages left out to bound the
+	// event's size; the whole request stays in the HTTP request's body.
+	OmittedMessages int `json:"omitted_messages,omitempty"`
+	// Truncated is set when text was cut to bound the event's size.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // LLMCompletion records an LLM API response.
@@ -186,6 +191,45 @@ type LLMCompletion struct {
 	InputTokens  int64         `json:"input_tokens,omitempty"`
 	OutputTokens int64         `json:"output_tokens,omitempty"`
 	Latency      time.Duration `json:"latency_ns,omitempty"`
+	// Truncated is set when text was cut to bound the event's size.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// MCPTool is one tool an MCP server offers.
+type MCPTool struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// InputSchema is the tool's JSON Schema for its arguments, as sent.
+	InputSchema string `json:"input_schema,omitempty"`
+}
+
+// MCPToolList records an MCP tools/list exchange: the tools a server
+// offered to the agent.
+type MCPToolList struct {
+	Stream uint64 `json:"stream"`
+	// Server is the MCP server's host (and path), from the request.
+	Server string    `json:"server,omitempty"`
+	Tools  []MCPTool `json:"tools,omitempty"`
+	// Error is the JSON-RPC error message, if the call failed.
+	Error string `json:"error,omitempty"`
+}
+
+// MCPToolCall records an MCP tools/call exchange: which tool the agent
+// called, with which arguments, and what came back.
+type MCPToolCall struct {
+	Stream uint64 `json:"stream"`
+	// Server is the MCP server's host (and path), from the request.
+	Server string `json:"server,omitempty"`
+	// ID is the JSON-RPC request id, as its JSON text.
+	ID        string `json:"id,omitempty"`
+	Name      string `json:"name"`
+	Arguments string `json:"arguments,omitempty"`
+	// Result is the text of the result's content blocks.
+	Result string `json:"result,omitempty"`
+	// IsError is the result's isError flag: the tool ran and failed.
+	IsError bool `json:"is_error,omitempty"`
+	// Error is the JSON-RPC error message, if the call itself failed.
+	Error string `json:"error,omitempty"`
 }
 
 // SQLQuery records a statement sent to a database.

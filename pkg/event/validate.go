@@ -24,6 +24,8 @@ var payloadField = map[Kind]string{
 	KindPolicyDecision:    "PolicyDecision",
 	KindApprovalRequested: "ApprovalRequested",
 	KindApprovalDecided:   "ApprovalDecided",
+	KindMCPToolList:       "MCPToolList",
+	KindMCPToolCall:       "MCPToolCall",
 }
 
 // payloadIndex maps each kind to the index of its payload field in Event,
