@@ -142,7 +142,7 @@ func (s *Server) Stop() error {
 		return nil
 	case <-time.After(30 * time.Second):
 		_ = s.cmd.Process.Kill()
-		_ = <-s.exited
+		<-s.exited //nolint:errcheck // the kill is the answer; its exit status says nothing more
 		return errors.New("chaperone-server did not stop within 30s")
 	}
 }
@@ -154,7 +154,7 @@ func (s *Server) Kill() {
 	}
 	s.stopped = true
 	_ = s.cmd.Process.Kill()
-	_ = <-s.exited
+	<-s.exited //nolint:errcheck // killed on purpose: the exit status is known
 	s.closeLog()
 }
 

@@ -245,7 +245,7 @@ func normalize(name string) (string, error) {
 			return "", fmt.Errorf("%w: %q", ErrBadName, name)
 		}
 		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
 				return "", fmt.Errorf("%w: %q", ErrBadName, name)
 			}
 		}

@@ -92,7 +92,7 @@ func (c *conn) fail(w http.ResponseWriter, x *exchange, status int, msg string) 
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	_, _ = io.WriteString(w, body)
+	_, _ = io.WriteString(w, body) //nolint:gosec // text/plain with the proxy's own message, never rendered as HTML
 	x.record(&event.HTTPResponse{Status: status, Error: msg}, time.Now())
 }
 

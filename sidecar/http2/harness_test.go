@@ -300,7 +300,7 @@ func newHarness(t testing.TB, useTLS bool, opts Options, upstream http.Handler) 
 			}
 			h.conns.Add(1)
 			go func() {
-				var client net.Conn = c
+				client := net.Conn(c)
 				up, err := net.Dial("tcp", upLn.Addr().String())
 				if err != nil {
 					c.Close()

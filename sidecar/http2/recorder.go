@@ -187,7 +187,7 @@ func (r *Recorder) Serve(ctx context.Context, client, upstream net.Conn, scheme,
 	defer stop()
 	// A server per connection: shutting its http.Server down sends this
 	// connection, and only this one, a GOAWAY.
-	hs := &http.Server{ErrorLog: slog.NewLogLogger(r.opts.Logger.Handler(), slog.LevelDebug)}
+	hs := &http.Server{ErrorLog: slog.NewLogLogger(r.opts.Logger.Handler(), slog.LevelDebug), ReadHeaderTimeout: time.Minute}
 	// x/net marks its Server deprecated in favour of net/http's, which
 	// cannot serve one given conn; ServeConn is what this package needs.
 	srv := &http2.Server{MaxConcurrentStreams: r.opts.MaxStreams} //nolint:staticcheck // see above

@@ -221,10 +221,7 @@ func cutOp(term string) (field, value string, ok bool) {
 				return "", "", false
 			}
 		case '=':
-			value = term[i+1:]
-			if strings.HasPrefix(value, "=") {
-				value = value[1:]
-			}
+			value = strings.TrimPrefix(term[i+1:], "=")
 			return term[:i], value, true
 		}
 	}

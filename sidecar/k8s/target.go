@@ -100,7 +100,7 @@ func (t Target) Matches(dst netip.AddrPort, name string) bool {
 	if port == "" && dst.IsValid() {
 		port = fmt.Sprint(dst.Port())
 	}
-	if port != "" && port != t.port && !(port == "443" && isServiceName(host)) {
+	if port != "" && port != t.port && (port != "443" || !isServiceName(host)) {
 		return false
 	}
 	return host == t.host || isServiceName(host)

@@ -3,12 +3,13 @@ package proxy
 import (
 	"context"
 
-	"github.com/chaperone-dev/chaperone/pkg/event"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
 )
 
 // nullRecorder drops events, so the benchmark measures the relay and the

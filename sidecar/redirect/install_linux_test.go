@@ -152,7 +152,7 @@ func TestInstallReadBack(t *testing.T) {
 	err := sb.InNamespace(func() error {
 		ctx := t.Context()
 		if ok, err := Installed(ctx); err != nil || ok {
-			return fmt.Errorf("Installed before Install = %v, %v; want false", ok, err)
+			return fmt.Errorf("Installed before Install = %v, %w; want false", ok, err)
 		}
 		if err := Uninstall(ctx); err != nil {
 			return fmt.Errorf("Uninstall with nothing installed: %w", err)
@@ -169,7 +169,7 @@ func TestInstallReadBack(t *testing.T) {
 			checkKernelRules(t, want)
 		}
 		if ok, err := Installed(ctx); err != nil || !ok {
-			return fmt.Errorf("Installed after Install = %v, %v; want true", ok, err)
+			return fmt.Errorf("Installed after Install = %v, %w; want true", ok, err)
 		}
 		if err := Uninstall(ctx); err != nil {
 			return fmt.Errorf("Uninstall: %w", err)
@@ -178,7 +178,7 @@ func TestInstallReadBack(t *testing.T) {
 			return fmt.Errorf("%d tables left after Uninstall", rb.tables)
 		}
 		if ok, err := Installed(ctx); err != nil || ok {
-			return fmt.Errorf("Installed after Uninstall = %v, %v; want false", ok, err)
+			return fmt.Errorf("Installed after Uninstall = %v, %w; want false", ok, err)
 		}
 		return nil
 	})
