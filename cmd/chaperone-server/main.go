@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/chaperone-dev/chaperone/pkg/server"
@@ -53,9 +54,15 @@ func parseFlags(args []string, stderr io.Writer) (server.Config, error) {
 	fs.StringVar(&cfg.OIDCIssuer, "oidc-issuer", "", "OIDC issuer URL for people's tokens (without it: local mode, no authentication, loopback only)")
 	fs.StringVar(&cfg.OIDCClientID, "oidc-client-id", "", "OIDC client id (audience)")
 	fs.StringVar(&cfg.OIDCGroupsClaim, "oidc-groups-claim", "groups", "OIDC claim holding the user's groups")
+	fs.StringVar(&cfg.OIDCCAFile, "oidc-ca-file", "", "PEM file of extra CA certificates for the OIDC issuer's TLS")
+	fs.Func("admin-groups", "comma-separated groups whose members are admins", groupList(&cfg.AdminGroups))
+	fs.Func("auditor-groups", "comma-separated groups whose members read all sessions", groupList(&cfg.AuditorGroups))
+	fs.Func("approver-groups", "comma-separated groups whose members answer approvals", groupList(&cfg.ApproverGroups))
+	fs.StringVar(&cfg.RolesFile, "roles-file", "", "YAML file of group role grants, e.g. auditors limited to namespaces")
 	fs.StringVar(&cfg.PolicyFile, "policy-file", "", "SessionPolicy YAML file, for use outside Kubernetes")
 	fs.StringVar(&cfg.ApprovalWebhookURL, "approval-webhook-url", "", "URL that Slack-style approval messages are posted to")
 	fs.StringVar(&cfg.SlackSigningSecretFile, "slack-signing-secret-file", "", "file holding the Slack signing secret for callbacks")
+	fs.StringVar(&cfg.SlackUsersFile, "slack-users-file", "", "JSON file mapping Slack user ids to e-mail and groups, for approvals")
 	fs.StringVar(&cfg.LogLevel, "log-level", server.DefaultLogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", server.DefaultLogFormat, "text or json")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "bound on the orderly stop")
@@ -69,4 +76,17 @@ func parseFlags(args []string, stderr io.Writer) (server.Config, error) {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// groupList is a flag that appends comma-separated group names; it may be
+// repeated.
+func groupList(dst *[]string) func(string) error {
+	return func(v string) error {
+		for _, g := range strings.Split(v, ",") {
+			if g = strings.TrimSpace(g); g != "" {
+				*dst = append(*dst, g)
+			}
+		}
+		return nil
+	}
 }

@@ -262,7 +262,7 @@ func TestSessionsExport(t *testing.T) {
 		}
 	}
 	for format, want := range map[string]string{
-		"asciicast": "format asciicast is not available yet",
+		"asciicast": "session s1 has no exec/attach streams",
 		"csv":       `unknown format "csv"`,
 	} {
 		if code, _, errs := run(t, ts, nil, "sessions", "export", "s1", "--format", format); code != 1 || !strings.Contains(errs, want) {

@@ -128,7 +128,7 @@ func newRootCmd(s streams, getenv func(string) string, hc *http.Client, extra ..
 	pf.StringVar(&g.TokenFile, "token-file", "", "file holding the bearer token")
 	pf.StringVarP(&g.Output, "output", "o", outputTable, "output format: table or json")
 
-	root.AddCommand(newSessionsCmd(g))
+	root.AddCommand(newSessionsCmd(g), newApprovalsCmd(g))
 	for _, mk := range extra {
 		root.AddCommand(mk(g))
 	}

@@ -234,22 +234,23 @@ const (
 )
 
 func newExportCmd(g *globals) *cobra.Command {
-	var format string
+	var format, stream string
 	cmd := &cobra.Command{
 		Use:   "export ID",
-		Short: "Write a session's events to standard output (--format jsonl or k8s-audit)",
+		Short: "Write a session's events to standard output (--format jsonl, asciicast or k8s-audit)",
 		Long: `Write a session's events to standard output.
 
 --format jsonl writes the recorded events, one JSON object a line.
 --format k8s-audit writes the session's Kubernetes API requests as
 audit.k8s.io/v1 Event objects, one a line, as the API server's log backend
-writes them (Secret values stay masked as recorded).`,
+writes them (Secret values stay masked as recorded).
+--format asciicast writes one exec/attach stream as an asciicast v2
+recording (play it with asciinema); --stream names it when the session has
+more than one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch format {
-			case formatJSONL, formatK8sAudit:
-			case formatAsciicast:
-				return fmt.Errorf("format %s is not available yet (use --format jsonl or k8s-audit)", format)
+			case formatJSONL, formatK8sAudit, formatAsciicast:
 			default:
 				return fmt.Errorf("unknown format %q (want jsonl, asciicast or k8s-audit)", format)
 			}
@@ -258,6 +259,9 @@ writes them (Secret values stay masked as recorded).`,
 				return err
 			}
 			ctx := cmd.Context()
+			if format == formatAsciicast {
+				return exportCast(ctx, c, g.streams.out, args[0], stream)
+			}
 			if format == formatK8sAudit {
 				conv := audit.New(c.Blob)
 				return c.Events(ctx, args[0], 0, func(e *event.Event) error {
@@ -273,7 +277,8 @@ writes them (Secret values stay masked as recorded).`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", formatJSONL, "export format: jsonl or k8s-audit (asciicast later)")
+	cmd.Flags().StringVar(&format, "format", formatJSONL, "export format: jsonl, asciicast or k8s-audit")
+	cmd.Flags().StringVar(&stream, "stream", "", "with --format asciicast: the stream to export (default: the session's only one)")
 	return cmd
 }
 

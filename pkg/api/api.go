@@ -33,6 +33,15 @@ type Options struct {
 	LocalMode bool
 	// Version is the server's version, shown by /api/v1/info.
 	Version string
+	// Verifier authenticates bearer tokens on every route but health,
+	// metrics, /openapi.json and signed callbacks (see auth.go). Nil makes
+	// every caller the local administrator: local mode only.
+	Verifier TokenVerifier
+	// Approvals serves /api/v1/approvals; nil answers 503 there.
+	Approvals ApprovalService
+	// SlackCallback serves POST /callbacks/slack (it checks the signature
+	// itself); nil answers 404 there.
+	SlackCallback http.Handler
 }
 
 // RequestIDHeader carries the request id: taken from the request when it is
@@ -52,11 +61,15 @@ type server struct {
 	natsURL   string
 	localMode bool
 	version   string
+	verifier  TokenVerifier
+	approvals ApprovalService
+	slack     http.Handler
 
-	metrics *metrics
-	mux     *http.ServeMux
-	now     func() time.Time
-	sleep   func(ctx context.Context, d time.Duration) error
+	accessCounter *prometheus.CounterVec
+	metrics       *metrics
+	mux           *http.ServeMux
+	now           func() time.Time
+	sleep         func(ctx context.Context, d time.Duration) error
 }
 
 // route is one registered endpoint. The list in routes is the single source
@@ -89,13 +102,17 @@ func newServer(o Options) *server {
 		natsURL:   o.NATSURL,
 		localMode: o.LocalMode,
 		version:   o.Version,
+		verifier:  o.Verifier,
+		approvals: o.Approvals,
+		slack:     o.SlackCallback,
 		metrics:   newMetrics(reg),
 		mux:       http.NewServeMux(),
 		now:       time.Now,
 		sleep:     sleepCtx,
 	}
+	s.accessCounter = newAccessCounter(reg)
 	for _, rt := range s.routes() {
-		s.mux.HandleFunc(rt.method+" "+rt.path, rt.handler)
+		s.mux.HandleFunc(rt.method+" "+rt.path, s.scoped(rt.path, rt.handler))
 	}
 	return s
 }
@@ -114,8 +131,13 @@ func (s *server) routes() []route {
 		{http.MethodGet, "/api/v1/sessions/{id}", s.getSession},
 		{http.MethodGet, "/api/v1/sessions/{id}/events", s.sessionEvents},
 		{http.MethodGet, "/api/v1/sessions/{id}/replay", s.replay},
+		{http.MethodGet, "/api/v1/sessions/{id}/streams/{stream}", s.streamCast},
 		{http.MethodGet, "/api/v1/sessions/{id}/verify", s.verify},
 		{http.MethodGet, "/api/v1/blobs/{ref}", s.blob},
+		{http.MethodGet, "/api/v1/approvals", s.listApprovals},
+		{http.MethodPost, "/api/v1/approvals/{id}/approve", s.approve},
+		{http.MethodPost, "/api/v1/approvals/{id}/deny", s.deny},
+		{http.MethodPost, "/callbacks/slack", s.slackCallback},
 	}
 }
 
@@ -131,11 +153,16 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
 	defer func() {
 		s.observe(r, rec, route, s.now().Sub(start))
+		s.audit(r, rec, route)
 	}()
 	defer s.recoverPanic(rec, r)
 
 	if pattern == "" {
 		s.unrouted(rec, r, h)
+		return
+	}
+	var ok bool
+	if r, ok = s.authorize(rec, r, pattern); !ok {
 		return
 	}
 	s.mux.ServeHTTP(rec, r)

@@ -73,6 +73,7 @@ func (s *server) listSessions(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, "sessions", err)
 		return
 	}
+	page.Sessions = visibleSessions(r.Context(), page.Sessions)
 	if page.Sessions == nil {
 		page.Sessions = []store.Session{}
 	}

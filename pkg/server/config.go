@@ -46,6 +46,16 @@ type Config struct {
 	OIDCIssuer      string
 	OIDCClientID    string
 	OIDCGroupsClaim string
+	// OIDCCAFile holds extra PEM roots for the issuer's TLS certificate.
+	OIDCCAFile string
+	// AdminGroups, AuditorGroups and ApproverGroups give their members a
+	// role (--admin-groups, --auditor-groups, --approver-groups).
+	AdminGroups    []string
+	AuditorGroups  []string
+	ApproverGroups []string
+	// RolesFile is a YAML file of group grants, the way to limit auditors
+	// to namespaces (see auth.LoadRolesFile). Its grants add to the flags'.
+	RolesFile string
 
 	// PolicyFile is a SessionPolicy YAML file, for use outside Kubernetes.
 	PolicyFile string
@@ -53,6 +63,9 @@ type Config struct {
 	ApprovalWebhookURL string
 	// SlackSigningSecretFile holds the secret that signs Slack callbacks.
 	SlackSigningSecretFile string
+	// SlackUsersFile maps Slack user ids to people (JSON:
+	// {"U024BE7LH": {"email": "ann@example.com", "groups": ["sre"]}}).
+	SlackUsersFile string
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
@@ -101,8 +114,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: --nats-url %q: want nats://host:port", ErrInvalidConfig, c.NATSURL)
 		}
 	}
-	if c.OIDCIssuer != "" {
-		return fmt.Errorf("%w: --oidc-issuer (OIDC authentication): run without it for local mode", ErrNotSupported)
+	if err := c.validateOIDC(); err != nil {
+		return err
 	}
 	if c.LocalMode() && !isLoopback(host) {
 		return fmt.Errorf("%w: --http-addr %q: without --oidc-issuer the API has no authentication and listens on loopback only", ErrInvalidConfig, c.HTTPAddr)

@@ -27,7 +27,15 @@ func TestValidate(t *testing.T) {
 		{"bad nats url", Config{DataDir: "/d", NATSURL: "::"}, ErrInvalidConfig},
 		{"bad level", Config{DataDir: "/d", LogLevel: "loud"}, ErrInvalidConfig},
 		{"bad format", Config{DataDir: "/d", LogFormat: "xml"}, ErrInvalidConfig},
-		{"oidc", Config{DataDir: "/d", OIDCIssuer: "https://issuer.example", HTTPAddr: "0.0.0.0:8080"}, ErrNotSupported},
+		{"oidc", Config{DataDir: "/d", OIDCIssuer: "https://issuer.example", OIDCClientID: "c", HTTPAddr: "0.0.0.0:8080"}, nil},
+		{"oidc over loopback http", Config{DataDir: "/d", OIDCIssuer: "http://127.0.0.1:5556/dex", OIDCClientID: "c", HTTPAddr: ":8080", AdminGroups: []string{"ops"}, RolesFile: "r.yaml"}, nil},
+		{"oidc without client id", Config{DataDir: "/d", OIDCIssuer: "https://issuer.example"}, ErrInvalidConfig},
+		{"oidc over plain http", Config{DataDir: "/d", OIDCIssuer: "http://issuer.example", OIDCClientID: "c"}, ErrInvalidConfig},
+		{"oidc not a url", Config{DataDir: "/d", OIDCIssuer: "issuer", OIDCClientID: "c"}, ErrInvalidConfig},
+		{"client id without issuer", Config{DataDir: "/d", OIDCClientID: "c"}, ErrInvalidConfig},
+		{"roles without issuer", Config{DataDir: "/d", AuditorGroups: []string{"a"}}, ErrInvalidConfig},
+		{"ca file without issuer", Config{DataDir: "/d", OIDCCAFile: "ca.pem"}, ErrInvalidConfig},
+		{"roles file without issuer", Config{DataDir: "/d", RolesFile: "r.yaml"}, ErrInvalidConfig},
 		{"policy and approvals accepted", Config{DataDir: "/d", PolicyFile: "p.yaml", ApprovalWebhookURL: "http://127.0.0.1:1/hook", SlackSigningSecretFile: "s"}, nil},
 	}
 	for _, c := range cases {

@@ -47,6 +47,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 		logger.Warn("local mode: the API has no authentication and listens on loopback only; set --oidc-issuer for a shared server",
 			slog.String("http_addr", cfg.HTTPAddr))
 	}
+	// Discovery first: a wrong issuer should stop the start before
+	// anything else is opened.
+	verifier, err := cfg.verifier(ctx, logger.With(slog.String("component", "auth")))
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -147,14 +153,23 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 		}
 		return ing.Ready()
 	}
+	appr, slackCB, stopApprovals, err := startApprovals(ctx, cfg, nc, js, st, reg, logger)
+	if err != nil {
+		return err
+	}
+	push("approvals", stopApprovals)
+
 	handler := api.New(api.Options{
-		Store:     st,
-		Logger:    logger.With(slog.String("component", "api")),
-		Registry:  reg,
-		Ready:     ready,
-		NATSURL:   natsURL,
-		LocalMode: cfg.LocalMode(),
-		Version:   cfg.Version,
+		Approvals:     appr,
+		SlackCallback: slackCB,
+		Store:         st,
+		Logger:        logger.With(slog.String("component", "api")),
+		Registry:      reg,
+		Ready:         ready,
+		NATSURL:       natsURL,
+		LocalMode:     cfg.LocalMode(),
+		Version:       cfg.Version,
+		Verifier:      verifierOrNil(verifier),
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
