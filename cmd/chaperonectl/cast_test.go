@@ -41,7 +41,7 @@ func TestSessionsExportAsciicast(t *testing.T) {
 	t.Cleanup(hs.Close)
 	ts := &testServer{url: hs.URL}
 
-	code, out, errs := run(t, ts, nil, "sessions", "export", "s-exec", "--format", "asciicast")
+	code, _, errs := run(t, ts, nil, "sessions", "export", "s-exec", "--format", "asciicast")
 	if code != 1 || !strings.Contains(errs, "pick one with --stream: exec-1, exec-2") {
 		t.Errorf("no --stream: exit %d: %s", code, errs)
 	}
@@ -49,7 +49,7 @@ func TestSessionsExportAsciicast(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, `no stream "exec-9"`) {
 		t.Errorf("unknown stream: exit %d: %s", code, errs)
 	}
-	code, out, errs = run(t, ts, nil, "sessions", "export", "s-exec", "--format", "asciicast", "--stream", "exec-1")
+	code, out, errs := run(t, ts, nil, "sessions", "export", "s-exec", "--format", "asciicast", "--stream", "exec-1")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}

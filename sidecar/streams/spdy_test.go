@@ -5,8 +5,9 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/chaperone-dev/chaperone/pkg/event"
 	"github.com/moby/spdystream/spdy"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
 )
 
 // spdyPeer writes real SPDY/3.1 frames with moby/spdystream's framer (the
