@@ -1,0 +1,133 @@
+// Command chaperone-webhook is the sidecar-injecting mutating admission
+// webhook: it serves /mutate over TLS with a certificate it creates and
+// renews itself, and keeps its MutatingWebhookConfiguration's caBundle
+// current.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/webhook"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := parseFlags(os.Args[1:], os.Stderr, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaperone-webhook:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := cfg.run(ctx, log); err != nil {
+		log.Error("exit", "error", err)
+		os.Exit(1)
+	}
+}
+
+// Config is the validated configuration of chaperone-webhook.
+type Config struct {
+	Listen            string
+	HealthAddr        string
+	CertDir           string
+	DNSNames          []string
+	IPs               []net.IP
+	WebhookConfigName string
+	Kubeconfig        string
+	// NativeSidecar is "auto", "true" or "false"; auto asks the API server.
+	NativeSidecar string
+	RenewInterval time.Duration
+	Inject        webhook.Config
+	LogLevel      slog.Level
+}
+
+// Validate checks the flags.
+func (c *Config) Validate() error {
+	switch c.NativeSidecar {
+	case "auto", "true", "false":
+	default:
+		return fmt.Errorf("--native-sidecar %q: want auto, true or false", c.NativeSidecar)
+	}
+	if c.Listen == "" || c.CertDir == "" {
+		return errors.New("--listen and --cert-dir are required")
+	}
+	if len(c.DNSNames) == 0 && len(c.IPs) == 0 {
+		return errors.New("--dns-names or --ips is required")
+	}
+	if c.RenewInterval <= 0 {
+		return errors.New("--renew-interval must be positive")
+	}
+	inj := c.Inject
+	if inj.Mode == "" {
+		inj.Mode = webhook.ModeNative // decided at run time when auto
+	}
+	return inj.Validate()
+}
+
+func parseFlags(args []string, out io.Writer, getenv func(string) string) (Config, error) {
+	var cfg Config
+	fs := flag.NewFlagSet("chaperone-webhook", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&cfg.Listen, "listen", ":9443", "TLS address of the admission endpoint /mutate")
+	fs.StringVar(&cfg.HealthAddr, "health-addr", ":9440", "plain HTTP address of /healthz, /readyz and /metrics")
+	fs.StringVar(&cfg.CertDir, "cert-dir", "/var/run/chaperone/webhook-certs", "where the webhook keeps its CA and serving certificate")
+	dns := fs.String("dns-names", "chaperone-webhook.chaperone.svc", "comma-separated DNS names of the serving certificate")
+	ips := fs.String("ips", "", "comma-separated IP addresses of the serving certificate")
+	fs.StringVar(&cfg.WebhookConfigName, "webhook-config-name", "chaperone-webhook", "MutatingWebhookConfiguration whose caBundle is kept current; empty: none")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig file (default: in-cluster)")
+	fs.StringVar(&cfg.NativeSidecar, "native-sidecar", "auto", "inject the sidecar as a native sidecar: auto (API server >= 1.29), true or false")
+	fs.DurationVar(&cfg.RenewInterval, "renew-interval", time.Hour, "how often the certificate and caBundle are checked")
+	fs.StringVar(&cfg.Inject.SidecarImage, "sidecar-image", "", "image of chaperone-sidecar (init and proxy)")
+	fs.StringVar(&cfg.Inject.NATSURL, "nats-url", "", "NATS URL given to sidecars as CHAPERONE_NATS_URL")
+	fs.StringVar(&cfg.Inject.TokenAudience, "token-audience", "chaperone", "audience of the sidecar's projected service-account token")
+	fs.StringVar(&cfg.Inject.PlaceholderToken, "placeholder-token", webhook.DefaultPlaceholderToken, "what agents find as their service-account token; the sidecar swaps it for the real one")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		return Config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	cfg.DNSNames = splitList(*dns)
+	for _, s := range splitList(*ips) {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return Config{}, fmt.Errorf("--ips: %q is not an IP address", s)
+		}
+		cfg.IPs = append(cfg.IPs, ip)
+	}
+	switch cfg.NativeSidecar {
+	case "true":
+		cfg.Inject.Mode = webhook.ModeNative
+	case "false":
+		cfg.Inject.Mode = webhook.ModeClassic
+	}
+	return cfg, cfg.Validate()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
