@@ -18,6 +18,7 @@ const usage = `usage: chaperone-sidecar <command> [flags]
 commands:
   proxy   run the recording proxy (the sidecar container)
   init    install the traffic redirect rules (the init container)
+  wait    return once the proxy is ready (classic sidecar mode's postStart hook)
 
 Run 'chaperone-sidecar <command> --help' for the command's flags.
 `
@@ -45,6 +46,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runProxy(ctx, args[1:], stdout, stderr)
 	case "init":
 		return runInit(ctx, args[1:], stdout)
+	case "wait":
+		return runWait(ctx, args[1:], stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
