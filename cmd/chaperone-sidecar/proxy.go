@@ -199,6 +199,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // run records until ctx ends (SIGTERM), then stops accepting, drains live
 // connections for DrainTimeout, records session.end and flushes the spool.
 func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) error {
+	tuneRuntime()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	id := c.Identity
@@ -281,6 +282,7 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(base, ln) }()
+	releaseStartupMemory(log)
 	log.Info("sidecar proxy started", "session", c.Session, "listen", c.Listen, "admin", c.AdminAddr, "fail_open", c.FailOpen)
 
 	var runErr error

@@ -200,21 +200,29 @@ func (m *Masker) maskOnce(s string) (string, []Finding) {
 		protected = tokenRE.FindAllStringIndex(s, -1)
 	}
 	var cands []candidate
-	wins := make(map[int][]window)
-	until := make([]int, len(m.rules))
+	// wins and until are made on first use: most strings (header values,
+	// clean bodies) hit no keyword at all.
+	var wins map[int][]window
+	var until []int
 	m.km.scan(s, func(r, start, end int) {
 		c := m.rules[r]
 		if c.anch != nil {
-			if start < until[r] {
+			if until != nil && start < until[r] {
 				return
 			}
 			if loc := anchoredMatch(c, s, start); loc != nil {
 				if cand, ok := m.consider(s, r, start, loc); ok {
 					cands = append(cands, cand)
+					if until == nil {
+						until = make([]int, len(m.rules))
+					}
 					until[r] = start + loc[1]
 				}
 			}
 			return
+		}
+		if wins == nil {
+			wins = make(map[int][]window)
 		}
 		w := c.window
 		lo, hi := max(0, start-w), min(len(s), end+w)
@@ -227,6 +235,9 @@ func (m *Masker) maskOnce(s string) (string, []Finding) {
 		wins[r] = append(ws, window{lo, hi})
 	})
 	for _, r := range m.always {
+		if wins == nil {
+			wins = make(map[int][]window, len(m.always))
+		}
 		wins[r] = []window{{0, len(s)}}
 	}
 	for r, ws := range wins {

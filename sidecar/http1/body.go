@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"net/http"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
@@ -57,6 +59,17 @@ func (c *capture) Write(p []byte) (int, error) {
 		c.buf = append(c.buf, p[:min(room, int64(len(p)))]...)
 	}
 	return len(p), nil
+}
+
+// copyBufs holds the buffers that bodies are read through into captures,
+// so that a body does not cost a fresh 32 KiB buffer.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyInto reads src to its end into c through a pooled buffer.
+func copyInto(c *capture, src io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(c, src, *bp)
 }
 
 // BlobRef names data by content: "sha256:<hex>".

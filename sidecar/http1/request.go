@@ -2,7 +2,6 @@ package http1
 
 import (
 	"bufio"
-	"io"
 	"net/http"
 	"time"
 
@@ -83,7 +82,7 @@ func copyBody(dst *capture, req *http.Request) (int64, error) {
 	if req.Body == nil || req.Body == http.NoBody {
 		return 0, nil
 	}
-	return io.Copy(dst, req.Body)
+	return copyInto(dst, req.Body)
 }
 
 func (c *conn) recordRequest(x *exchange, req *http.Request, body *capture) {
@@ -137,11 +136,5 @@ func (c *conn) afterResponse(prev *exchange) {
 	if prev == nil {
 		return
 	}
-	t := time.NewTimer(c.r.opts.PairWait)
-	defer t.Stop()
-	select {
-	case <-prev.answered:
-	case <-c.upstreamDone:
-	case <-t.C:
-	}
+	waitOrTimeout(prev.answered, c.upstreamDone, c.r.opts.PairWait)
 }

@@ -2,7 +2,6 @@ package http1
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"time"
 
@@ -39,7 +38,7 @@ func (c *conn) upstreamSide() error {
 		headersAt := time.Now()
 		if err != nil {
 			if x != nil && c.down.failed() == nil {
-				c.recordResponse(x, &event.HTTPResponse{Stream: stream, Error: "malformed response: " + err.Error()}, headersAt, headersAt)
+				c.recordResponseAsync(x, &event.HTTPResponse{Stream: stream, Error: "malformed response: " + err.Error()}, nil, "", "", headersAt, headersAt)
 			}
 			return c.rawAfter(c.down, br, "response", stream, err)
 		}
@@ -51,7 +50,7 @@ func (c *conn) upstreamSide() error {
 		body := &capture{limit: c.r.opts.BodyCap}
 		var berr error
 		if !switched {
-			_, berr = io.Copy(body, resp.Body)
+			_, berr = copyInto(body, resp.Body)
 		}
 		rec := &event.HTTPResponse{
 			Stream:  stream,
@@ -65,12 +64,9 @@ func (c *conn) upstreamSide() error {
 		if x == nil {
 			rec.Error = "response without a request"
 		}
-		b, err := c.r.body(c.ctx, c.sink, body, method, target, true)
-		if err != nil {
-			c.recordFailed(err)
-		}
-		rec.Body = b
-		c.recordResponse(x, rec, headersAt, time.Now())
+		// Record off the relay path, like requests: the next response's
+		// bytes keep flowing while this one is filtered and published.
+		c.recordResponseAsync(x, rec, body, method, target, headersAt, time.Now())
 		switch {
 		case berr != nil:
 			return c.rawAfter(c.down, br, "response body", stream, berr)
@@ -119,22 +115,38 @@ func (c *conn) nextExchange() *exchange {
 	}
 }
 
+// recordResponseAsync records rec in a goroutine tracked by c.records:
+// body (nil: none) is turned into rec.Body first, then recordResponse keeps
+// the conversation order.
+func (c *conn) recordResponseAsync(x *exchange, rec *event.HTTPResponse, body *capture, method, target string, headersAt, end time.Time) {
+	c.records.Add(1)
+	go func() {
+		defer c.records.Done()
+		c.recordResponse(x, rec, body, method, target, headersAt, end)
+	}()
+}
+
 // recordResponse records rec for x (nil: unpaired) after x's request was
 // recorded, so that a request's record precedes its response's. A response
 // that overtakes its request (sent before the request body ended) waits at
 // most PairWait.
-func (c *conn) recordResponse(x *exchange, rec *event.HTTPResponse, headersAt, end time.Time) {
+func (c *conn) recordResponse(x *exchange, rec *event.HTTPResponse, body *capture, method, target string, headersAt, end time.Time) {
 	if x != nil {
-		t := time.NewTimer(c.r.opts.PairWait)
-		select {
-		case <-x.recorded:
+		if waitOrTimeout(x.recorded, nil, c.r.opts.PairWait) {
 			if lat := headersAt.Sub(x.end); lat > 0 {
 				rec.Latency = lat
 			}
-		case <-t.C:
 		}
-		t.Stop()
 		rec.Duration = end.Sub(x.start)
+	}
+	if body != nil {
+		// After the request's record: a body's blob precedes only the
+		// record that names it.
+		b, err := c.r.body(c.ctx, c.sink, body, method, target, true)
+		if err != nil {
+			c.recordFailed(err)
+		}
+		rec.Body = b
 	}
 	if err := c.sink.Response(c.ctx, headersAt, rec); err != nil {
 		c.recordFailed(err)
@@ -145,4 +157,25 @@ func (c *conn) recordResponse(x *exchange, rec *event.HTTPResponse, headersAt, e
 	c.mu.Lock()
 	c.stats.Responses++
 	c.mu.Unlock()
+}
+
+// waitOrTimeout waits until done or stop (nil: never) closes, for at most
+// d, and reports whether done closed. The usual case, done already closed,
+// costs no timer.
+func waitOrTimeout(done, stop <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-done:
+		return true
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-stop:
+		return false
+	case <-t.C:
+		return false
+	}
 }

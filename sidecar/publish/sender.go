@@ -21,6 +21,9 @@ const (
 	// connPoll re-checks the connection in case a state change signal was
 	// consumed elsewhere.
 	connPoll = time.Second
+	// gatherDelay is how long the sender, woken by an append after it
+	// caught up, waits for more appends before sending.
+	gatherDelay = time.Millisecond
 )
 
 var errDisconnected = errors.New("nats disconnected")
@@ -123,6 +126,18 @@ func (p *Publisher) send(ctx context.Context, r *spool.Reader, q chan<- inflight
 			case err := <-errc:
 				return err
 			case <-p.wake:
+				// Let a burst gather: the records appended meanwhile go
+				// out with one spool read and one socket write instead of
+				// a wake-up, a read and a write each. Delivery is
+				// asynchronous anyway; Publish returned long ago.
+				if !p.closed.Load() {
+					t := time.NewTimer(gatherDelay)
+					select {
+					case <-ctx.Done():
+					case <-t.C:
+					}
+					t.Stop()
+				}
 			case <-p.connCh:
 				if !p.nc.IsConnected() {
 					return errDisconnected
