@@ -117,6 +117,11 @@ type Event struct {
 	// Chain is the event's link in its session's hash chain. The server sets
 	// it when the event is stored; producers leave it empty.
 	Chain *Chain `json:"chain,omitempty"`
+
+	// raw holds the bytes Decode read, when they carried no chain link: they
+	// are then the event's canonical bytes as its producer wrote them, and
+	// the server stores and hashes them without encoding the event again.
+	raw []byte
 }
 
 // Identity says who is behind an action.
@@ -224,13 +229,23 @@ func Decode(data []byte) (*Event, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
+	if e.Chain == nil {
+		e.raw = data
+	}
 	return &e, nil
 }
 
 // Canonical returns the bytes the hash chain covers: the event's JSON
-// without its Chain field. encoding/json writes struct fields in declaration
-// order and map keys sorted, so the bytes are stable for a given event.
+// without its Chain field. For an event that Decode read without a chain
+// link, those are the bytes it read (the store keeps what the producer sent,
+// byte for byte); otherwise the event is encoded, and encoding/json writes
+// struct fields in declaration order and map keys sorted, so the bytes are
+// stable for a given event. Callers must not change a decoded event before
+// asking for its canonical bytes.
 func Canonical(e *Event) ([]byte, error) {
+	if e.raw != nil {
+		return e.raw, nil
+	}
 	c := *e
 	c.Chain = nil
 	return Encode(&c)

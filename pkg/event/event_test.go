@@ -133,3 +133,38 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestCanonicalOfDecodedEvent(t *testing.T) {
+	orig := sample()
+	good, err := Encode(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A producer's own formatting is kept byte for byte.
+	spaced := []byte(strings.Replace(string(good), `"kind":`, `"kind" : `, 1))
+	e, err := Decode(spaced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Canonical(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(c, spaced) {
+		t.Fatalf("canonical bytes of a decoded event are not what was read:\n%s", c)
+	}
+	// A chained event (as read back from the store) is encoded without its link.
+	withChain := *orig
+	withChain.Chain = &Chain{Index: 1, Hash: "ff"}
+	b, err := Encode(&withChain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err = Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Canonical(e); err != nil || !bytes.Equal(c, good) {
+		t.Fatalf("canonical of a chained event = %s, %v; want %s", c, err, good)
+	}
+}
