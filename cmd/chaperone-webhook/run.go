@@ -105,7 +105,7 @@ func (c Config) serve(ctx context.Context, log *slog.Logger, ready func(addr net
 		return fmt.Errorf("listen: %w", err)
 	}
 	health := http.NewServeMux()
-	ok := func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) }
+	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	health.HandleFunc("GET /healthz", ok)
 	health.HandleFunc("GET /readyz", ok)
 	health.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
