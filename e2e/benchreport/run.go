@@ -205,17 +205,43 @@ type nginx struct {
 }
 
 func startNginx(ctx context.Context, work string, ip netip.Addr, upstream string) (*nginx, error) {
-	dir := filepath.Join(work, "nginx")
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	dir, addr, err := nginxPlace(work, "nginx", ip)
 	if err != nil {
 		return nil, err
 	}
-	addr := ln.Addr().String()
+	conf := nginxConfig(dir, upstream, "", fmt.Sprintf(`  server {
+    listen %s;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+`, addr))
+	return launchNginx(ctx, dir, addr, conf)
+}
+
+// nginxPlace makes a directory for one nginx under work and picks a free
+// address for it on ip.
+func nginxPlace(work, name string, ip netip.Addr) (dir, addr string, err error) {
+	dir = filepath.Join(work, name)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", "", err
+	}
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		return "", "", err
+	}
+	addr = ln.Addr().String()
 	_ = ln.Close()
-	conf := fmt.Sprintf(`worker_processes 1;
+	return dir, addr, nil
+}
+
+// nginxConfig wraps server (an nginx server block) and httpExtra (more
+// http-level directives) in what every case shares: one worker in the
+// foreground, every file under dir, a keep-alive pool to upstream.
+func nginxConfig(dir, upstream, httpExtra, server string) string {
+	return fmt.Sprintf(`worker_processes 1;
 daemon off;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
@@ -228,17 +254,8 @@ http {
   uwsgi_temp_path %[1]s;
   scgi_temp_path %[1]s;
   upstream backend { server %[2]s; keepalive 32; }
-  server {
-    listen %[3]s;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`, dir, upstream, addr)
-	return launchNginx(ctx, dir, addr, conf)
+%[3]s%[4]s}
+`, dir, upstream, httpExtra, server)
 }
 
 // launchNginx writes conf to dir and runs nginx until it listens on addr.

@@ -103,47 +103,26 @@ func startTLSUpstream(ctx context.Context, ip netip.Addr, f *tlsFiles) (net.List
 // startNginxTLS terminates TLS and re-encrypts to upstream, verifying it
 // against the test CA, with keep-alive upstream connections.
 func startNginxTLS(ctx context.Context, work string, ip netip.Addr, upstream string, f *tlsFiles) (*nginx, error) {
-	dir := filepath.Join(work, "nginx-tls")
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	dir, addr, err := nginxPlace(work, "nginx-tls", ip)
 	if err != nil {
 		return nil, err
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	conf := fmt.Sprintf(`worker_processes 1;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s;
-  proxy_temp_path %[1]s;
-  fastcgi_temp_path %[1]s;
-  uwsgi_temp_path %[1]s;
-  scgi_temp_path %[1]s;
-  upstream backend { server %[2]s; keepalive 32; }
-  ssl_session_cache shared:SSL:1m;
-  server {
-    listen %[3]s ssl;
-    ssl_certificate %[4]s;
-    ssl_certificate_key %[5]s;
+	conf := nginxConfig(dir, upstream, "  ssl_session_cache shared:SSL:1m;\n", fmt.Sprintf(`  server {
+    listen %[1]s ssl;
+    ssl_certificate %[2]s;
+    ssl_certificate_key %[3]s;
     location / {
       proxy_pass https://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_ssl_verify on;
-      proxy_ssl_trusted_certificate %[6]s;
-      proxy_ssl_name %[7]s;
+      proxy_ssl_trusted_certificate %[4]s;
+      proxy_ssl_name %[5]s;
       proxy_ssl_server_name on;
       proxy_ssl_session_reuse on;
     }
   }
-}
-`, dir, upstream, addr, f.certFile, f.keyFile, f.caFile, upstreamName)
+`, addr, f.certFile, f.keyFile, f.caFile, upstreamName))
 	return launchNginx(ctx, dir, addr, conf)
 }
 
