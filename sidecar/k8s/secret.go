@@ -168,6 +168,26 @@ func rewriteObject(raw []byte, secret bool) []byte {
 		}
 	}
 	patchOp := secret && op != "" && patchesValues(path)
+	return object(ms, func(m member) []byte {
+		switch {
+		case secret && (m.key == "data" || m.key == "stringData"):
+			return maskValues(m.value)
+		case secret && m.key == "metadata":
+			return maskMetadata(m.value)
+		case patchOp && m.key == "value":
+			if path == "" || path == "/" {
+				return rewrite(m.value, true)
+			}
+			return maskedJSON
+		default:
+			return visit(m.value, secret)
+		}
+	})
+}
+
+// object writes a JSON object with ms's keys, in their order, and the values
+// value returns for them.
+func object(ms []member, value func(member) []byte) []byte {
 	var b bytes.Buffer
 	b.WriteByte('{')
 	for i, m := range ms {
@@ -177,20 +197,7 @@ func rewriteObject(raw []byte, secret bool) []byte {
 		k, _ := json.Marshal(m.key)
 		b.Write(k)
 		b.WriteByte(':')
-		switch {
-		case secret && (m.key == "data" || m.key == "stringData"):
-			b.Write(maskValues(m.value))
-		case secret && m.key == "metadata":
-			b.Write(maskMetadata(m.value))
-		case patchOp && m.key == "value":
-			if path == "" || path == "/" {
-				b.Write(rewrite(m.value, true))
-			} else {
-				b.Write(maskedJSON)
-			}
-		default:
-			b.Write(visit(m.value, secret))
-		}
+		b.Write(value(m))
 	}
 	b.WriteByte('}')
 	return b.Bytes()
@@ -217,19 +224,7 @@ func maskValues(raw []byte) []byte {
 	if !ok {
 		return maskedJSON
 	}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, m := range ms {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		k, _ := json.Marshal(m.key)
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(maskedJSON)
-	}
-	b.WriteByte('}')
-	return b.Bytes()
+	return object(ms, func(member) []byte { return maskedJSON })
 }
 
 // maskMetadata masks the last-applied-configuration annotation of a
@@ -242,23 +237,12 @@ func maskMetadata(raw []byte) []byte {
 	if !ok {
 		return maskedJSON
 	}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, m := range ms {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		k, _ := json.Marshal(m.key)
-		b.Write(k)
-		b.WriteByte(':')
+	return object(ms, func(m member) []byte {
 		if m.key == "annotations" {
-			b.Write(maskAnnotations(m.value))
-		} else {
-			b.Write(m.value)
+			return maskAnnotations(m.value)
 		}
-	}
-	b.WriteByte('}')
-	return b.Bytes()
+		return m.value
+	})
 }
 
 func maskAnnotations(raw []byte) []byte {
@@ -266,28 +250,16 @@ func maskAnnotations(raw []byte) []byte {
 	if !ok {
 		return maskedJSON
 	}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, m := range ms {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		k, _ := json.Marshal(m.key)
-		b.Write(k)
-		b.WriteByte(':')
+	return object(ms, func(m member) []byte {
 		if m.key != lastApplied {
-			b.Write(m.value)
-			continue
+			return m.value
 		}
 		var s string
 		if json.Unmarshal(m.value, &s) != nil {
-			b.Write(maskedJSON)
-			continue
+			return maskedJSON
 		}
 		masked, _ := MaskSecrets([]byte(s), true)
 		q, _ := json.Marshal(string(masked))
-		b.Write(q)
-	}
-	b.WriteByte('}')
-	return b.Bytes()
+		return q
+	})
 }
