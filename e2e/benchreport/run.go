@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/pkg/localserver"
@@ -265,12 +266,28 @@ func launchNginx(ctx context.Context, dir, addr, conf string) (*nginx, error) {
 		return nil, err
 	}
 	cmd := execCommand(ctx, "nginx", "-c", path, "-p", dir)
+	// nginx forks its workers: a group of their own lets stop end them all,
+	// so none outlives the run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	stop := func() {
+		// SIGQUIT: the master stops and reaps its workers; the group kill is
+		// the fallback.
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	}
 	for i := 0; i < 100; i++ {
 		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
 			_ = c.Close()
