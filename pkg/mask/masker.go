@@ -206,7 +206,7 @@ func (m *Masker) maskOnce(s string) (string, []Finding) {
 	var until []int
 	m.km.scan(s, func(r, start, end int) {
 		c := m.rules[r]
-		if c.anch != nil {
+		if c.anchored {
 			if until != nil && start < until[r] {
 				return
 			}
@@ -332,12 +332,12 @@ const firstTry = 256
 func anchoredMatch(c *compiled, s string, start int) []int {
 	end := min(len(s), start+c.window)
 	if end-start > firstTry {
-		loc := c.anch.FindStringSubmatchIndex(s[start : start+firstTry])
+		loc := c.anchoredRE().FindStringSubmatchIndex(s[start : start+firstTry])
 		if loc != nil && loc[1] < firstTry {
 			return loc
 		}
 	}
-	return c.anch.FindStringSubmatchIndex(s[start:end])
+	return c.anchoredRE().FindStringSubmatchIndex(s[start:end])
 }
 
 // expand adds every other occurrence of a kept secret that does not

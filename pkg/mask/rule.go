@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // ErrInvalidRule is wrapped by every error about a rule that cannot be
@@ -77,11 +78,19 @@ var ruleIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,63}$`)
 // compiled is a validated rule ready to run.
 type compiled struct {
 	*Rule
-	re     *regexp.Regexp
-	anch   *regexp.Regexp // re anchored at the start, for rules anchored at keyword hits
-	group  int            // submatch index of the secret; 0 is the whole match
-	key    int            // submatch index of the name a secret is assigned to, if any
-	window int            // MaxLen + Near
+	// re is the expression, for rules searched in windows; nil for
+	// anchored rules, which only ever run anch.
+	re *regexp.Regexp
+	// anchored rules run their expression anchored at keyword hits. The
+	// anchored form is compiled on the first hit (see anchoredRE): most
+	// rules' keywords never occur in a session, and a sidecar should not
+	// hold a hundred compiled programs it never runs.
+	anchored bool
+	anchOnce sync.Once
+	anch     *regexp.Regexp
+	group    int // submatch index of the secret; 0 is the whole match
+	key      int // submatch index of the name a secret is assigned to, if any
+	window   int // MaxLen + Near
 }
 
 // compile validates r and compiles its expression.
@@ -124,7 +133,9 @@ func compile(r *Rule) (*compiled, error) {
 	}
 	c.key = re.SubexpIndex("key")
 	if len(r.Keywords) > 0 && r.Near == 0 && !r.Floating {
-		c.anch = regexp.MustCompile(`^(?:` + r.Regexp + `)`)
+		// Compiling re above validated the expression; wrapping it in a
+		// non-capturing group keeps its submatch indexes.
+		c.anchored, c.re = true, nil
 	}
 	maxLen := r.MaxLen
 	if maxLen == 0 {
@@ -132,6 +143,12 @@ func compile(r *Rule) (*compiled, error) {
 	}
 	c.window = maxLen + r.Near
 	return c, nil
+}
+
+// anchoredRE returns the rule's expression anchored at the start.
+func (c *compiled) anchoredRE() *regexp.Regexp {
+	c.anchOnce.Do(func() { c.anch = regexp.MustCompile(`^(?:` + c.Regexp + `)`) })
+	return c.anch
 }
 
 // accept applies the rule's gates to a candidate secret whose whole match
