@@ -156,17 +156,9 @@ type anthropicEvent struct {
 
 // ResponseEvent implements Decoder.
 func (d *anthropic) ResponseEvent(ev sse.Event) error {
-	data := strings.TrimSpace(ev.Data)
-	if data == "" {
-		return nil
-	}
-	if d.failed() {
-		d.c.errText = joinNonEmpty("\n", d.c.errText, errorOr(data))
-		return nil
-	}
 	var e anthropicEvent
-	if err := json.Unmarshal([]byte(data), &e); err != nil {
-		return fmt.Errorf("%w: messages event: %w", ErrMalformed, err)
+	if ok, err := eventJSON(&d.response, &d.c, ev, "messages event", &e); !ok {
+		return err
 	}
 	if e.Type == "" {
 		e.Type = ev.Event
@@ -226,18 +218,10 @@ func (d *anthropic) ResponseEvent(ev sse.Event) error {
 
 // Finish implements Decoder.
 func (d *anthropic) Finish() (*event.LLMCompletion, error) {
-	body, err := d.finish()
-	if len(body) > 0 {
-		if d.failed() {
-			d.c.errText = errorOr(string(body))
-		} else {
-			var m anthropicMessage
-			if uerr := json.Unmarshal(body, &m); uerr != nil {
-				err = fmt.Errorf("%w: messages response: %w", ErrMalformed, uerr)
-			} else {
-				d.apply(&m)
-			}
-		}
+	var m anthropicMessage
+	ok, err := bodyJSON(&d.response, &d.c, "messages response", &m)
+	if ok {
+		d.apply(&m)
 	}
 	// Input tokens count the cached prompt too: all of it was sent.
 	d.c.inputTokens = d.usage.InputTokens + d.usage.CacheCreationInputTokens + d.usage.CacheReadInputTokens

@@ -297,3 +297,39 @@ func (c *completion) done(r *response, err error) (*event.LLMCompletion, error) 
 	}
 	return c.result(), err
 }
+
+// eventJSON is what every decoder's ResponseEvent starts with: it skips
+// empty and "[DONE]" events, keeps the text of an error response's events,
+// and decodes the rest into v. ok is false when there is nothing to apply.
+func eventJSON[T any](r *response, c *completion, ev sse.Event, what string, v *T) (ok bool, err error) {
+	data := strings.TrimSpace(ev.Data)
+	if data == "" || data == "[DONE]" {
+		return false, nil
+	}
+	if r.failed() {
+		c.errText = joinNonEmpty("\n", c.errText, errorOr(data))
+		return false, nil
+	}
+	if err := json.Unmarshal([]byte(data), v); err != nil {
+		return false, fmt.Errorf("%w: %s: %w", ErrMalformed, what, err)
+	}
+	return true, nil
+}
+
+// bodyJSON is what every decoder's Finish starts with: it flushes a
+// stream's last event, keeps the text of an error response, and decodes a
+// JSON body into v. ok says v was filled.
+func bodyJSON[T any](r *response, c *completion, what string, v *T) (ok bool, err error) {
+	body, err := r.finish()
+	switch {
+	case len(body) == 0:
+		return false, err
+	case r.failed():
+		c.errText = errorOr(string(body))
+		return false, err
+	}
+	if uerr := json.Unmarshal(body, v); uerr != nil {
+		return false, fmt.Errorf("%w: %s: %w", ErrMalformed, what, uerr)
+	}
+	return true, err
+}

@@ -165,20 +165,12 @@ type geminiResponse struct {
 
 // ResponseEvent implements Decoder.
 func (d *gemini) ResponseEvent(ev sse.Event) error {
-	data := strings.TrimSpace(ev.Data)
-	if data == "" {
-		return nil
-	}
-	if d.failed() {
-		d.c.errText = joinNonEmpty("\n", d.c.errText, errorOr(data))
-		return nil
-	}
 	var r geminiResponse
-	if err := json.Unmarshal([]byte(data), &r); err != nil {
-		return fmt.Errorf("%w: generateContent chunk: %w", ErrMalformed, err)
+	ok, err := eventJSON(&d.response, &d.c, ev, "generateContent chunk", &r)
+	if ok {
+		d.apply(&r)
 	}
-	d.apply(&r)
-	return nil
+	return err
 }
 
 // apply adds one response (a whole one, or a chunk of a stream: chunks

@@ -139,20 +139,16 @@ type chatResponse struct {
 
 // ResponseEvent decodes one `data: {chunk}` event; `[DONE]` ends the stream.
 func (d *chat) ResponseEvent(ev sse.Event) error {
-	data := strings.TrimSpace(ev.Data)
-	if data == "" || data == "[DONE]" {
-		return nil
-	}
-	if d.failed() || ev.Event == "error" {
+	if data := strings.TrimSpace(ev.Data); ev.Event == "error" && data != "" && data != "[DONE]" {
 		d.c.errText = joinNonEmpty("\n", d.c.errText, errorOr(data))
 		return nil
 	}
 	var chunk chatResponse
-	if err := json.Unmarshal([]byte(data), &chunk); err != nil {
-		return fmt.Errorf("%w: chat completions chunk: %w", ErrMalformed, err)
+	ok, err := eventJSON(&d.response, &d.c, ev, "chat completions chunk", &chunk)
+	if ok {
+		d.apply(&chunk)
 	}
-	d.apply(&chunk)
-	return nil
+	return err
 }
 
 // errorOr returns the API error message of data, or data itself.
@@ -214,18 +210,10 @@ func (d *chat) apply(r *chatResponse) {
 
 // Finish implements Decoder.
 func (d *chat) Finish() (*event.LLMCompletion, error) {
-	body, err := d.finish()
-	if len(body) > 0 {
-		if d.failed() {
-			d.c.errText = errorOr(string(body))
-		} else {
-			var r chatResponse
-			if uerr := json.Unmarshal(body, &r); uerr != nil {
-				err = fmt.Errorf("%w: chat completions response: %w", ErrMalformed, uerr)
-			} else {
-				d.apply(&r)
-			}
-		}
+	var r chatResponse
+	ok, err := bodyJSON(&d.response, &d.c, "chat completions response", &r)
+	if ok {
+		d.apply(&r)
 	}
 	return d.c.done(&d.response, err)
 }

@@ -136,17 +136,9 @@ type responsesEvent struct {
 // they come; the full response in response.completed, when present,
 // replaces them, since it is what the model produced.
 func (d *responses) ResponseEvent(ev sse.Event) error {
-	data := strings.TrimSpace(ev.Data)
-	if data == "" || data == "[DONE]" {
-		return nil
-	}
-	if d.failed() {
-		d.c.errText = joinNonEmpty("\n", d.c.errText, errorOr(data))
-		return nil
-	}
 	var e responsesEvent
-	if err := json.Unmarshal([]byte(data), &e); err != nil {
-		return fmt.Errorf("%w: responses event: %w", ErrMalformed, err)
+	if ok, err := eventJSON(&d.response, &d.c, ev, "responses event", &e); !ok {
+		return err
 	}
 	if e.Type == "" {
 		e.Type = ev.Event
@@ -227,18 +219,10 @@ func (d *responses) applyBody(r *responsesBody) {
 
 // Finish implements Decoder.
 func (d *responses) Finish() (*event.LLMCompletion, error) {
-	body, err := d.finish()
-	if len(body) > 0 {
-		if d.failed() {
-			d.c.errText = errorOr(string(body))
-		} else {
-			var r responsesBody
-			if uerr := json.Unmarshal(body, &r); uerr != nil {
-				err = fmt.Errorf("%w: responses body: %w", ErrMalformed, uerr)
-			} else {
-				d.applyBody(&r)
-			}
-		}
+	var r responsesBody
+	ok, err := bodyJSON(&d.response, &d.c, "responses body", &r)
+	if ok {
+		d.applyBody(&r)
 	}
 	return d.c.done(&d.response, err)
 }
