@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"path/filepath"
@@ -11,12 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/chaperone-dev/chaperone/pkg/natsbus/natstest"
 
 	"github.com/chaperone-dev/chaperone/pkg/api"
 	"github.com/chaperone-dev/chaperone/pkg/approvals"
 	"github.com/chaperone-dev/chaperone/pkg/event"
-	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 	"github.com/chaperone-dev/chaperone/pkg/store/sqlite"
 )
 
@@ -25,20 +23,8 @@ import (
 func newApprovalsServer(t *testing.T) (string, *approvals.Service) {
 	t.Helper()
 	ctx := t.Context()
-	emb, err := natsbus.StartEmbedded(ctx, natsbus.EmbeddedOptions{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emb.Shutdown(context.Background()) })
-	nc, err := natsbus.Connect(ctx, emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns := natstest.Start(t)
+	nc, js := ns.Conn, ns.JS
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)

@@ -15,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/chaperone-dev/chaperone/pkg/natsbus/natstest"
 
 	"github.com/chaperone-dev/chaperone/pkg/approvals"
 	"github.com/chaperone-dev/chaperone/pkg/event"
-	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 	"github.com/chaperone-dev/chaperone/pkg/principal"
 	"github.com/chaperone-dev/chaperone/pkg/store/sqlite"
 )
@@ -42,20 +41,8 @@ var approvalSecret = []byte("approval-test-secret")
 func newApprovalsAPI(t *testing.T, verifier TokenVerifier) (*httptest.Server, *approvals.Service) {
 	t.Helper()
 	ctx := t.Context()
-	emb, err := natsbus.StartEmbedded(ctx, natsbus.EmbeddedOptions{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emb.Shutdown(context.Background()) })
-	nc, err := natsbus.Connect(ctx, emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns := natstest.Start(t)
+	nc, js := ns.Conn, ns.JS
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)

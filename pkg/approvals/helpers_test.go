@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chaperone-dev/chaperone/pkg/natsbus/natstest"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
-	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 	"github.com/chaperone-dev/chaperone/pkg/store/sqlite"
 )
 
@@ -90,20 +91,8 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	emb, err := natsbus.StartEmbedded(ctx, natsbus.EmbeddedOptions{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emb.Shutdown(context.Background()) })
-	nc, err := natsbus.Connect(ctx, emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns := natstest.Start(t)
+	nc, js := ns.Conn, ns.JS
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
