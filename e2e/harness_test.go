@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -80,21 +79,9 @@ func startServer(t *testing.T) (*localserver.Server, *client.Client) {
 // its events in chain order.
 func waitEnded(t *testing.T, cl *client.Client, id string) []*event.Event {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	for {
-		s, err := cl.Session(ctx, id)
-		if err == nil && s.Ended {
-			break
-		}
-		if err != nil && !client.IsNotFound(err) {
-			t.Fatal(err)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("session %s did not end on the server: %v", id, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+	ctx := t.Context()
+	if _, err := cl.WaitEnded(ctx, id, 60*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	var evs []*event.Event
 	if err := cl.Events(ctx, id, 0, func(e *event.Event) error { evs = append(evs, e); return nil }); err != nil {

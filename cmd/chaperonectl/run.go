@@ -115,21 +115,8 @@ const summaryLines = 15
 // printSummary waits for the server to store the session's end and prints
 // a one-screen summary on stderr.
 func printSummary(ctx context.Context, g *globals, cl *client.Client, id string, wait time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	for {
-		s, err := cl.Session(ctx, id)
-		if err == nil && s.Ended {
-			break
-		}
-		if err != nil && !client.IsNotFound(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("session %s not complete on the server after %s", id, wait)
-		case <-time.After(100 * time.Millisecond):
-		}
+	if _, err := cl.WaitEnded(ctx, id, wait); err != nil {
+		return err
 	}
 	counts := map[event.Kind]int{}
 	var lines []string

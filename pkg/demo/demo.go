@@ -110,7 +110,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := waitSession(ctx, cl, res.Session); err != nil {
+	if _, err := cl.WaitEnded(ctx, res.Session, 30*time.Second); err != nil {
 		return err
 	}
 
@@ -172,28 +172,6 @@ func (o *Options) defaults() error {
 		return errors.New("the demo creates a network namespace and nftables rules: run it as root")
 	}
 	return nil
-}
-
-// waitSession waits until the server stored the session's end.
-func waitSession(ctx context.Context, cl *client.Client, id string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s, err := cl.Session(ctx, id)
-		if err == nil && s.Ended {
-			return nil
-		}
-		if err != nil && !client.IsNotFound(err) {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("session %s not complete on the server within 30s", id)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // grepTree returns the first file under dir that contains needle.
