@@ -122,8 +122,11 @@ func TestRunOIDC(t *testing.T) {
 	}
 
 	code, body, _ = getAuth(t, base+"/metrics", "")
-	if code != http.StatusOK || !strings.Contains(body, `chaperone_api_access_total{code="200",method="GET",principal="ann@example.com",route="/api/v1/sessions"}`) {
+	if code != http.StatusOK || !strings.Contains(body, `chaperone_api_access_total{code="200",method="GET",role="auditor",route="/api/v1/sessions"}`) {
 		t.Errorf("access metric missing: %d", code)
+	}
+	if strings.Contains(body, "ann@example.com") {
+		t.Error("metrics name a person")
 	}
 }
 
