@@ -44,7 +44,7 @@ func exportCast(ctx context.Context, c *client.Client, w io.Writer, id, stream s
 	if !info.Found {
 		return errors.New("stream " + stream + " vanished between reads")
 	}
-	enc, err := asciicast.NewEncoder(w, info, id+"/"+stream, func(ref string) ([]byte, error) { return c.Blob(ctx, ref) })
+	enc, err := asciicast.NewEncoder(w, info, id+"/"+stream, func(ref string) ([]byte, error) { return c.SessionBlob(ctx, id, ref) })
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 // authFixture is the API with a real OIDC verifier against a test issuer.
 type authFixture struct {
 	is   *oidctest.Issuer
+	st   store.Store
 	http *httptest.Server
 	reg  *prometheus.Registry
 	logs *syncBuffer
@@ -60,7 +61,7 @@ func newAuthFixture(t *testing.T) *authFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &authFixture{is: is, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	f := &authFixture{is: is, st: st, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	srv := newServer(Options{
 		Store:    st,
 		Logger:   slog.New(slog.NewJSONHandler(f.logs, nil)),
@@ -245,6 +246,40 @@ func TestAuthNamespaceLimited(t *testing.T) {
 	}
 }
 
+func TestAuthBlobScoped(t *testing.T) {
+	f := newAuthFixture(t)
+	ref := store.BlobRef([]byte("x")) // alice's response body
+	if err := f.st.PutBlobs(t.Context(), []store.Blob{{Ref: ref, Data: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	teamA := f.is.Token("ann", "team-a-auditors")
+	teamB := f.is.Token("bo", "team-b-auditors")
+	all := f.is.Token("cy", "auditors")
+	tests := []struct {
+		name, token, query string
+		want               int
+	}{
+		{"unlimited, no session", all, "", http.StatusOK},
+		{"unlimited, the session", all, "?session=" + alice, http.StatusOK},
+		{"unlimited, another session", all, "?session=" + bob, http.StatusNotFound},
+		{"limited, no session", teamA, "", http.StatusBadRequest},
+		{"limited, own session", teamA, "?session=" + alice, http.StatusOK},
+		{"limited, session not naming it", teamB, "?session=" + bob, http.StatusNotFound},
+		{"limited, someone else's session", teamB, "?session=" + alice, http.StatusNotFound},
+		{"limited, unknown session", teamA, "?session=nope", http.StatusNotFound},
+		{"bad session id", all, "?session=a/b", http.StatusBadRequest},
+	}
+	for _, tc := range tests {
+		resp, body := f.do(t, http.MethodGet, "/api/v1/blobs/"+ref+tc.query, tc.token)
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d: %s", tc.name, resp.StatusCode, tc.want, body)
+		}
+		if tc.want == http.StatusOK && string(body) != "x" {
+			t.Errorf("%s: body %q", tc.name, body)
+		}
+	}
+}
+
 func TestAuthAudit(t *testing.T) {
 	f := newAuthFixture(t)
 	f.do(t, http.MethodGet, "/api/v1/sessions/"+alice, f.is.Token("ann", "admins"))
@@ -252,13 +287,13 @@ func TestAuthAudit(t *testing.T) {
 	f.do(t, http.MethodGet, "/api/v1/sessions", "garbage")
 	f.do(t, http.MethodGet, "/healthz", "")
 
-	access := func(principal, route, code string) float64 {
-		return testutil.ToFloat64(newAccessCounter(f.reg).WithLabelValues(principal, route, http.MethodGet, code))
+	access := func(role, route, code string) float64 {
+		return testutil.ToFloat64(newAccessCounter(f.reg).WithLabelValues(role, route, http.MethodGet, code))
 	}
-	if got := access("ann@example.com", "/api/v1/sessions/{id}", "200"); got != 1 {
+	if got := access("admin", "/api/v1/sessions/{id}", "200"); got != 1 {
 		t.Errorf("ann's access counted %v times", got)
 	}
-	if got := access("bo@example.com", "/api/v1/sessions", "403"); got != 1 {
+	if got := access("none", "/api/v1/sessions", "403"); got != 1 {
 		t.Errorf("bo's refusal counted %v times", got)
 	}
 	if got := access("anonymous", "/api/v1/sessions", "401"); got != 1 {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -124,6 +125,21 @@ func (m *memStore) Blob(ctx context.Context, ref string) ([]byte, error) {
 		return nil, fmt.Errorf("blob %s: %w", ref, store.ErrNotFound)
 	}
 	return b, nil
+}
+
+func (m *memStore) BlobInSession(ctx context.Context, session, ref string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.sessions[session]
+	if s == nil {
+		return false, nil
+	}
+	for _, c := range s.canonical {
+		if bytes.Contains(c, []byte(`"`+ref+`"`)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (m *memStore) Sessions(ctx context.Context, q store.SessionQuery) (store.SessionPage, error) {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/pkg/principal"
 	"github.com/chaperone-dev/chaperone/pkg/store"
 )
 
@@ -120,8 +121,12 @@ func (s *server) blob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "ref: want sha256:<64 lowercase hex digits>", "ref")
 		return
 	}
-	if _, perr := query(r); perr != nil {
+	q, perr := query(r, "session")
+	if perr != nil {
 		writeParamError(w, perr)
+		return
+	}
+	if !s.blobVisible(w, r, ref, q.Get("session")) {
 		return
 	}
 	data, err := s.store.Blob(r.Context(), ref)
@@ -233,4 +238,50 @@ func first(q map[string][]string, name string) string {
 		return vs[0]
 	}
 	return ""
+}
+
+// blobVisible checks that the caller may read blob ref. A blob is content,
+// not a session, so a reader limited to namespaces names the session whose
+// event refers to it (?session=), and reads it only when that session is
+// theirs and does refer to it. Anyone may name a session; then the same
+// check applies. It writes the error response and returns false otherwise.
+func (s *server) blobVisible(w http.ResponseWriter, r *http.Request, ref, session string) bool {
+	p, _ := principal.From(r.Context())
+	if session == "" {
+		if p.Limited() {
+			writeError(w, http.StatusBadRequest, "session: required for a reader limited to namespaces (the session whose event names the blob)", "session")
+			return false
+		}
+		return true
+	}
+	if err := event.ValidSession(session); err != nil {
+		writeError(w, http.StatusBadRequest, "session: "+err.Error(), "session")
+		return false
+	}
+	notFound := func() bool {
+		writeError(w, http.StatusNotFound, "blob "+ref+" not found in session "+session, "")
+		return false
+	}
+	if p.Limited() {
+		sess, err := s.store.Session(r.Context(), session)
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound()
+		}
+		if err != nil {
+			s.storeError(w, r, "session "+session, err)
+			return false
+		}
+		if !p.CanSeeNamespace(sess.Namespace) {
+			return notFound()
+		}
+	}
+	ok, err := s.store.BlobInSession(r.Context(), session, ref)
+	if err != nil {
+		s.storeError(w, r, "blob "+ref, err)
+		return false
+	}
+	if !ok {
+		return notFound()
+	}
+	return true
 }

@@ -183,8 +183,20 @@ func (c *Client) Verify(ctx context.Context, id string) (store.VerifyResult, err
 }
 
 // Blob returns the bytes of a stored body by its ref ("sha256:<hex>").
+// Readers limited to namespaces use SessionBlob.
 func (c *Client) Blob(ctx context.Context, ref string) ([]byte, error) {
-	resp, err := c.get(ctx, "/api/v1/blobs/"+url.PathEscape(ref), nil, nil)
+	return c.SessionBlob(ctx, "", ref)
+}
+
+// SessionBlob returns the bytes of a body that an event of session names;
+// the server refuses a ref that session does not name. An empty session
+// asks for the blob by its ref alone.
+func (c *Client) SessionBlob(ctx context.Context, session, ref string) ([]byte, error) {
+	var q url.Values
+	if session != "" {
+		q = url.Values{"session": {session}}
+	}
+	resp, err := c.get(ctx, "/api/v1/blobs/"+url.PathEscape(ref), q, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,10 @@ type Store interface {
 	PutBlobs(ctx context.Context, blobs []Blob) error
 	// Blob returns a blob's bytes, or ErrNotFound.
 	Blob(ctx context.Context, ref string) ([]byte, error)
+	// BlobInSession reports whether an event of the session refers to the
+	// blob, so that a reader limited to some sessions reads only their
+	// bodies. It is false, not an error, for an unknown session or ref.
+	BlobInSession(ctx context.Context, session, ref string) (bool, error)
 
 	// Sessions lists sessions matching q, newest first, one page at a time.
 	Sessions(ctx context.Context, q SessionQuery) (SessionPage, error)

@@ -63,3 +63,23 @@ func (s *Store) Blob(ctx context.Context, ref string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// BlobInSession reports whether an event of the session names ref. It looks
+// at the canonical bytes of that session's events only, so its cost is one
+// session's size; it serves occasional body downloads of limited readers.
+func (s *Store) BlobInSession(ctx context.Context, session, ref string) (bool, error) {
+	if s.closed.Load() {
+		return false, ErrClosed
+	}
+	var one int
+	err := s.rdb.QueryRowContext(ctx,
+		`SELECT 1 FROM events WHERE session = ? AND instr(canonical, ?) > 0 LIMIT 1`,
+		session, []byte(`"`+ref+`"`)).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("blob %q in session %q: %w", ref, session, err)
+	}
+	return true, nil
+}

@@ -294,3 +294,37 @@ func testBlobs(t *testing.T, s store.Store) {
 		t.Fatalf("PutBlobs with a foreign ref = %v, want ErrBlobMismatch", err)
 	}
 }
+
+func testBlobInSession(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	data := []byte("a body large enough to be stored once by its hash")
+	ref := store.BlobRef(data)
+	other := store.BlobRef([]byte("someone else's body"))
+	if err := s.PutBlobs(ctx, []store.Blob{{Ref: ref, Data: data}, {Ref: other, Data: []byte("someone else's body")}}); err != nil {
+		t.Fatalf("PutBlobs: %v", err)
+	}
+	appendOK(t, s,
+		ev("blob-a", event.KindHTTPRequest, at(1), func(e *event.Event) {
+			e.HTTPRequest.Body = &event.Body{Size: int64(len(data)), Ref: ref, Recorded: int64(len(data))}
+		}),
+		ev("blob-b", event.KindHTTPRequest, at(2)),
+	)
+	for _, c := range []struct {
+		session, ref string
+		want         bool
+	}{
+		{"blob-a", ref, true},
+		{"blob-b", ref, false},
+		{"blob-a", other, false},
+		{"no-such-session", ref, false},
+		{"blob-a", ref[:20], false}, // a prefix of a ref is not a ref
+	} {
+		got, err := s.BlobInSession(ctx, c.session, c.ref)
+		if err != nil {
+			t.Fatalf("BlobInSession(%s, %s): %v", c.session, c.ref, err)
+		}
+		if got != c.want {
+			t.Errorf("BlobInSession(%s, %s) = %v, want %v", c.session, c.ref, got, c.want)
+		}
+	}
+}

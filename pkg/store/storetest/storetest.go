@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts Options) {
 		{"BadCursor", testBadCursor},
 		{"NotFound", testNotFound},
 		{"Blobs", testBlobs},
+		{"BlobInSession", testBlobInSession},
 		{"VerifyOK", testVerifyOK},
 		{"Tamper", func(t *testing.T, s store.Store) { testTamper(t, s, opts.Tamper) }},
 		{"Ping", func(t *testing.T, s store.Store) {
