@@ -139,7 +139,7 @@ func printSummary(ctx context.Context, g *globals, cl *client.Client, id string,
 		total++
 		counts[e.Kind]++
 		switch e.Kind {
-		case event.KindHTTPRequest, event.KindHTTPResponse, event.KindConnClose, event.KindK8sRequest:
+		case event.KindHTTPRequest, event.KindHTTPResponse, event.KindConnClose, event.KindK8sRequest, event.KindPolicyDecision:
 			if len(lines) < summaryLines {
 				lines = append(lines, render.Line(e))
 			}

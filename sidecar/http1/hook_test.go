@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -165,4 +166,71 @@ func TestRewriteHead(t *testing.T) {
 	if _, err := rewriteHead([]byte(head), http.Header{"Authorization": {"a\r\nX: y"}}, []string{"Authorization"}); !errors.Is(err, errBadHeader) {
 		t.Errorf("CRLF in a value: err = %v", err)
 	}
+}
+
+// FuzzGatedRelay checks the gated relay's promise on any input: the
+// upstream receives a prefix of what the client sent (nothing the parser
+// did not consume and the hook did not allow), and nothing at all when the
+// hook refuses every request.
+func FuzzGatedRelay(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), false)
+	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /deny HTTP/1.1\r\n\r\n"), []byte("HTTP/1.1 204 No Content\r\n\r\n"), false)
+	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n"), []byte("HTTP/1.1 200 OK\r\n\r\n"), true)
+	f.Add([]byte("GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nraw"), []byte("HTTP/1.1 101 S\r\n\r\nraw"), false)
+	f.Add([]byte("\x00\x01garbage"), []byte("HTTP/1.1 -1\r\n"), false)
+	f.Fuzz(func(t *testing.T, client, server []byte, denyAll bool) {
+		hook := func(_ context.Context, _ uint64, req *http.Request) (Verdict, error) {
+			if denyAll || strings.Contains(req.URL.Path, "deny") {
+				return Verdict{Refusal: &Refusal{Status: http.StatusForbidden}}, nil
+			}
+			return Verdict{}, nil
+		}
+		c := &byteConn{r: bytes.NewReader(client)}
+		u := &byteConn{r: bytes.NewReader(server)}
+		New(Options{BodyCap: 64, InlineLimit: 16, PairWait: time.Millisecond, MaxHeaderBytes: 4096, RequestHook: hook}).
+			Relay(t.Context(), Pair{Client: c, Upstream: u}, &memSink{})
+		if !bytes.HasPrefix(client, u.out.Bytes()) {
+			t.Fatalf("upstream got %q, not a prefix of %q", u.out.Bytes(), client)
+		}
+		if denyAll && u.out.Len() > 0 {
+			t.Fatalf("upstream got %q though every request was refused", u.out.Bytes())
+		}
+	})
+}
+
+// FuzzRewriteHead rewrites the Authorization header of any request head
+// that parses: the result parses too, with the new value and every other
+// header as it was.
+func FuzzRewriteHead(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer p\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1.1\nHost: a\nX: 1\n y\nauthorization: x\n\n"))
+	f.Add([]byte("PUT /x HTTP/1.0\r\nContent-Length: 0\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, head []byte) {
+		br := bufio.NewReader(bytes.NewReader(head))
+		req, err := http.ReadRequest(br)
+		if err != nil || br.Buffered() > 0 {
+			return // the rewrite sees exactly one head, as the relay gives it
+		}
+		before := req.Header.Clone()
+		req.Header.Set("Authorization", "Bearer real")
+		out, err := rewriteHead(head, req.Header, changedHeaders(before, req.Header))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(out)))
+		if err != nil {
+			t.Fatalf("rewritten head %q does not parse: %v", out, err)
+		}
+		if v := got.Header.Values("Authorization"); len(v) != 1 || v[0] != "Bearer real" {
+			t.Fatalf("rewritten Authorization %q in %q", v, out)
+		}
+		for k, vs := range before {
+			if k == "Authorization" {
+				continue
+			}
+			if strings.Join(got.Header[k], "|") != strings.Join(vs, "|") {
+				t.Fatalf("header %s changed: %q → %q", k, vs, got.Header[k])
+			}
+		}
+	})
 }
