@@ -14,6 +14,7 @@ import (
 	"github.com/chaperone-dev/chaperone/sidecar/gate"
 	"github.com/chaperone-dev/chaperone/sidecar/http1"
 	"github.com/chaperone-dev/chaperone/sidecar/k8s"
+	"github.com/chaperone-dev/chaperone/sidecar/llm"
 )
 
 // reasonPolicy is the refused counter's label of connections a policy
@@ -84,6 +85,11 @@ func (s *connSink) gate(ctx context.Context, stream uint64, req *http.Request) h
 	}
 	if req.URL.Scheme != "" {
 		r.HTTP.URL = req.URL.String()
+	}
+	// The provider is known from the request line; the model is in the
+	// body, which is not read before the decision.
+	if d, ok := llm.Detect(llm.Request{Method: req.Method, Host: host, URL: req.URL, Header: req.Header}); ok {
+		r.LLM.Provider = d.Provider()
 	}
 	if in.Kube {
 		if kr, ok := k8s.Decode(req.Method, target); ok {

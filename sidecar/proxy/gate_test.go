@@ -40,6 +40,9 @@ spec:
     approval:
       approverGroups: [sre]
       timeout: 30s
+  - name: no-anthropic
+    match: request.llm.provider == "anthropic"
+    action: Deny
   - name: quiet
     match: request.http.path == "/quiet"
     action: Allow
@@ -166,6 +169,9 @@ func TestGate(t *testing.T) {
 			if code, body := do("DELETE", "/api/v1/namespaces/agents/configmaps/cfg2", kube); code != 403 || !strings.Contains(string(body), "denied by bob") {
 				t.Errorf("denied delete: %d %s", code, body)
 			}
+			if code, body := do("POST", "/v1/messages", kube); code != 403 || !strings.Contains(string(body), "no-anthropic") {
+				t.Errorf("LLM provider rule: %d %s", code, body)
+			}
 			if code, _ := do("GET", "/quiet", kube); code != 200 {
 				t.Errorf("quiet: %d", code)
 			}
@@ -187,7 +193,7 @@ func TestGate(t *testing.T) {
 			mu.Unlock()
 
 			evs := rec.waitFor(t, "k8s requests", func(evs []*event.Event) bool {
-				return len(ofKind(evs, event.KindK8sRequest)) >= 4 && len(ofKind(evs, event.KindHTTPResponse)) >= 5
+				return len(ofKind(evs, event.KindK8sRequest)) >= 4 && len(ofKind(evs, event.KindHTTPResponse)) >= 6
 			})
 			var decisions []string
 			for _, e := range evs {
