@@ -183,11 +183,29 @@ echo "== end"
 
 	evs := waitEnded(t, cl, res.Session)
 	verifyChain(t, cl, res.Session)
+	// Which requests carried a credential: kubectl's dispatcher asks for
+	// /version without one.
+	type streamKey struct {
+		conn   string
+		stream uint64
+	}
+	authed := map[streamKey]bool{}
+	for _, e := range evs {
+		if e.Kind == event.KindHTTPRequest && len(e.HTTPRequest.Headers["Authorization"]) > 0 {
+			authed[streamKey{e.Conn, e.HTTPRequest.Stream}] = true
+		}
+	}
 	var as []string
 	denied := false
 	for _, e := range evs {
 		switch e.Kind {
 		case event.KindK8sRequest:
+			if !authed[streamKey{e.Conn, e.K8sRequest.Stream}] {
+				if e.K8sRequest.As != "" {
+					t.Errorf("k8s.request without a credential recorded as %q", e.K8sRequest.As)
+				}
+				continue
+			}
 			as = append(as, e.K8sRequest.As)
 			if e.K8sRequest.Resource == "secrets" && e.K8sRequest.Verb == "delete" {
 				denied = e.K8sRequest.Status == 403 && e.Verdict == gate.VerdictDeny
