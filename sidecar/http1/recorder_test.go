@@ -299,8 +299,8 @@ func (b *byteConn) Write(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	return b.out.Write(p)
 }
-func (b *byteConn) CloseWrite() error           { return nil }
-func (b *byteConn) Close() error                { return nil }
+func (b *byteConn) CloseWrite() error { return nil }
+func (b *byteConn) Close() error      { return nil }
 
 func FuzzRelay(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
