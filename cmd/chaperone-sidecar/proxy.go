@@ -62,6 +62,15 @@ type ProxyConfig struct {
 	// KubeAPI is the Kubernetes API server's address (host:port) whose
 	// requests are decoded as such; empty decodes none.
 	KubeAPI string
+	// TokenFile is the pod's real service-account token, which only the
+	// sidecar reads; with PlaceholderToken it turns on credential
+	// brokering.
+	TokenFile string
+	// PlaceholderToken is the token the agent containers hold instead.
+	PlaceholderToken string
+	// PolicyWait bounds the wait for the first policy at start (from the
+	// cache or the server) before connections are accepted.
+	PolicyWait time.Duration
 }
 
 // Validate checks that the configuration can run.
@@ -95,7 +104,10 @@ func (c ProxyConfig) Validate() error {
 	if _, err := k8s.ParseTarget(c.KubeAPI); err != nil {
 		errs = append(errs, fmt.Errorf("--kube-api: %w", err))
 	}
-	if c.SpoolMaxBytes < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 {
+	if (c.TokenFile == "") != (c.PlaceholderToken == "") {
+		errs = append(errs, errors.New("--token-file and --placeholder-token go together"))
+	}
+	if c.SpoolMaxBytes < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 || c.PolicyWait < 0 {
 		errs = append(errs, errors.New("sizes and timeouts must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -166,6 +178,9 @@ func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (
 	fs.StringVar(&cfg.MaskKeyFile, "mask-key-file", getenv("CHAPERONE_MASK_KEY_FILE"), "file with the key of secret-masking tokens (default: generated in --spool-dir)")
 	fs.BoolVar(&cfg.MaskPII, "mask-pii", false, "also mask email addresses and payment card numbers")
 	fs.StringVar(&cfg.KubeAPI, "kube-api", k8s.TargetFromEnv(getenv), "Kubernetes API server address host:port whose requests are recorded as k8s.request events (default from $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
+	fs.StringVar(&cfg.TokenFile, "token-file", getenv("CHAPERONE_TOKEN_FILE"), "the pod's real service-account token, read only by the sidecar (default $CHAPERONE_TOKEN_FILE)")
+	fs.StringVar(&cfg.PlaceholderToken, "placeholder-token", getenv("CHAPERONE_PLACEHOLDER_TOKEN"), "the token the agent holds; swapped for the real one on requests to --kube-api, refused elsewhere (default $CHAPERONE_PLACEHOLDER_TOKEN)")
+	fs.DurationVar(&cfg.PolicyWait, "policy-wait", 5*time.Second, "at start, how long to wait for the policy (cached or from the server) before accepting connections")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return ProxyConfig{}, err
@@ -246,7 +261,12 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	if err != nil {
 		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
 	}
+	g, err := c.startGate(ctx, base, pub, &id, log)
+	if err != nil {
+		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
+	}
 	p, err := proxy.New(proxy.Options{
+		Gate:       g,
 		KubeAPI:    kubeAPI,
 		TLS:        tlsOpts,
 		Listen:     c.Listen,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/pkg/client"
 	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/pkg/policy"
 	"github.com/chaperone-dev/chaperone/pkg/render"
 	"github.com/chaperone-dev/chaperone/pkg/runner"
 )
@@ -23,6 +24,7 @@ type runFlags struct {
 	sidecarLog string
 	wait       time.Duration
 	extraCA    []string
+	policy     string
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -49,12 +51,23 @@ stderr, a summary when CMD ends, and exits with CMD's exit status.`,
 	fl.StringVar(&f.sidecarLog, "sidecar-log", "", "write the sidecar's log to this file (default: warnings to stderr)")
 	fl.StringArrayVar(&f.extraCA, "extra-ca", nil, "PEM file of roots the sidecar trusts upstream besides the system's (repeatable)")
 	fl.DurationVar(&f.wait, "wait", 30*time.Second, "how long to wait for the server to store the session")
+	fl.StringVar(&f.policy, "policy", "", "SessionPolicy YAML file deciding this session's requests (compiled here, distributed through the server's NATS like the server's own policy)")
 	return cmd
 }
 
 func runRun(ctx context.Context, g *globals, f runFlags, command []string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("run creates a network namespace and nftables rules: it must run as root")
+	}
+	var set *policy.Set
+	if f.policy != "" {
+		ps, err := policy.LoadFile(f.policy)
+		if err != nil {
+			return fmt.Errorf("--policy: %w", err)
+		}
+		if set, err = policy.Compile(ps); err != nil {
+			return fmt.Errorf("--policy %s: %w", f.policy, err)
+		}
 	}
 	cl, err := g.Client()
 	if err != nil {
@@ -73,6 +86,7 @@ func runRun(ctx context.Context, g *globals, f runFlags, command []string) error
 		user = runner.CurrentUser()
 	}
 	opts := runner.Options{
+		Policy:      set,
 		Command:     command,
 		ExtraCA:     f.extraCA,
 		NATSURL:     natsURL,
@@ -125,7 +139,7 @@ func printSummary(ctx context.Context, g *globals, cl *client.Client, id string,
 		total++
 		counts[e.Kind]++
 		switch e.Kind {
-		case event.KindHTTPRequest, event.KindHTTPResponse, event.KindConnClose, event.KindK8sRequest:
+		case event.KindHTTPRequest, event.KindHTTPResponse, event.KindConnClose, event.KindK8sRequest, event.KindPolicyDecision:
 			if len(lines) < summaryLines {
 				lines = append(lines, render.Line(e))
 			}

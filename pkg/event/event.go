@@ -39,6 +39,7 @@ const (
 	KindProcessExec       Kind = "process.exec"
 	KindProcessExit       Kind = "process.exit"
 	KindPolicyDecision    Kind = "policy.decision"
+	KindPolicyLoaded      Kind = "policy.loaded"
 	KindApprovalRequested Kind = "approval.requested"
 	KindApprovalDecided   Kind = "approval.decided"
 	KindMCPToolList       Kind = "mcp.tool_list"
@@ -109,6 +110,7 @@ type Event struct {
 	ProcessExec       *ProcessExec       `json:"process_exec,omitempty"`
 	ProcessExit       *ProcessExit       `json:"process_exit,omitempty"`
 	PolicyDecision    *PolicyDecision    `json:"policy_decision,omitempty"`
+	PolicyLoaded      *PolicyLoaded      `json:"policy_loaded,omitempty"`
 	ApprovalRequested *ApprovalRequested `json:"approval_requested,omitempty"`
 	ApprovalDecided   *ApprovalDecided   `json:"approval_decided,omitempty"`
 	MCPToolList       *MCPToolList       `json:"mcp_tool_list,omitempty"`

@@ -279,6 +279,23 @@ type PolicyDecision struct {
 	Subject string `json:"subject,omitempty"`
 }
 
+// PolicyLoaded records the policy set a sidecar decides with from now on:
+// at start (from its cache or the server) and on every change.
+type PolicyLoaded struct {
+	// Hash is the set's hash (policy.Set.Hash).
+	Hash string `json:"hash"`
+	// Policies names the policies that select this session, in order.
+	Policies []string `json:"policies,omitempty"`
+	// Source is where the set came from: "server" (the distribution
+	// bucket), "session" (a set put for this session alone, as
+	// `chaperonectl run --policy` does), "cache" (the copy kept next to the
+	// spool, while the server is away) or "none" (no policy: allow all).
+	Source string `json:"source"`
+	// Error is set when a distributed set was refused (it did not decode
+	// or compile); the previous set stays in force.
+	Error string `json:"error,omitempty"`
+}
+
 // ApprovalRequested records a held operation waiting for people.
 type ApprovalRequested struct {
 	Request        string        `json:"request"`

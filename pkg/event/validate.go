@@ -22,6 +22,7 @@ var payloadField = map[Kind]string{
 	KindProcessExec:       "ProcessExec",
 	KindProcessExit:       "ProcessExit",
 	KindPolicyDecision:    "PolicyDecision",
+	KindPolicyLoaded:      "PolicyLoaded",
 	KindApprovalRequested: "ApprovalRequested",
 	KindApprovalDecided:   "ApprovalDecided",
 	KindMCPToolList:       "MCPToolList",

@@ -31,7 +31,10 @@ type compiledPolicy struct {
 // compiledRule is one rule ready to evaluate. Its decision is built once,
 // so a match costs no allocation.
 type compiledRule struct {
-	prg      cel.Program
+	prg cel.Program
+	// guards are necessary conditions of the match tested before the
+	// program runs (see guard).
+	guards   []*guard
 	decision Decision
 	// failClosed says an evaluation error applies the rule (Deny,
 	// RequireApproval) instead of skipping it (Allow).
@@ -93,7 +96,7 @@ func compilePolicy(p *v1alpha1.SessionPolicy) (*compiledPolicy, error) {
 	var errs []error
 	for i := range p.Spec.Rules {
 		r := &p.Spec.Rules[i]
-		prg, err := compileMatch(r.Match)
+		m, err := compileMatchTracked(r.Match)
 		if err != nil {
 			errs = append(errs, &v1alpha1.FieldError{
 				Policy: p.Name, Rule: r.Name, Field: fmt.Sprintf("spec.rules[%d].match", i), Msg: err.Error(),
@@ -116,7 +119,8 @@ func compilePolicy(p *v1alpha1.SessionPolicy) (*compiledPolicy, error) {
 			}
 		}
 		cp.rules = append(cp.rules, &compiledRule{
-			prg:        prg,
+			prg:        m.prg,
+			guards:     m.guards,
 			decision:   d,
 			failClosed: r.Action != v1alpha1.ActionAllow,
 		})

@@ -137,7 +137,13 @@ func (p *Policy) Decide(req *Request) Decision {
 	}
 	defer frame.Close()
 	var firstErr error
+rules:
 	for _, r := range p.rules {
+		for _, g := range r.guards {
+			if !g.pass(act) {
+				continue rules // cannot match: see guard
+			}
+		}
 		out, _, err := r.prg.Eval(frame)
 		if err == nil {
 			if b, ok := out.(types.Bool); ok {

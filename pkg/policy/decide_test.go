@@ -357,11 +357,11 @@ func TestCostTrackingOnlyWhereNeeded(t *testing.T) {
 		{`request.sql.statement.split(" ").all(w, w != "DROP")`, true},
 	}
 	for _, tt := range tests {
-		_, tracked, err := compileMatchTracked(tt.expr)
+		c, err := compileMatchTracked(tt.expr)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.expr, err)
 		}
-		if tracked != tt.tracked {
+		if tracked := c.tracked; tracked != tt.tracked {
 			t.Errorf("%s: tracked = %v, want %v", tt.expr, tracked, tt.tracked)
 		}
 	}

@@ -58,34 +58,44 @@ func env() (*cel.Env, error) {
 
 // compileMatch type-checks a match expression and plans it.
 func compileMatch(expr string) (cel.Program, error) {
-	prg, _, err := compileMatchTracked(expr)
-	return prg, err
+	c, err := compileMatchTracked(expr)
+	return c.prg, err
+}
+
+// compiledMatch is a planned match expression with its guards.
+type compiledMatch struct {
+	prg cel.Program
+	// tracked says whether the program tracks its cost at run time.
+	tracked bool
+	guards  []*guard
 }
 
 // compileMatchTracked is compileMatch that also says whether the program
-// tracks its cost at run time.
-func compileMatchTracked(expr string) (prg cel.Program, tracked bool, err error) {
+// tracks its cost at run time, and finds the expression's guards.
+func compileMatchTracked(expr string) (compiledMatch, error) {
 	e, err := env()
 	if err != nil {
-		return nil, false, err
+		return compiledMatch{}, err
 	}
 	ast, iss := e.Compile(expr)
 	if iss.Err() != nil {
-		return nil, false, iss.Err()
+		return compiledMatch{}, iss.Err()
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, false, fmt.Errorf("%w, not %s", errNotBool, ast.OutputType())
+		return compiledMatch{}, fmt.Errorf("%w, not %s", errNotBool, ast.OutputType())
 	}
+	guards := guardsOf(ast.NativeRep().Expr())
 	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	tracked := false
 	if est, err := e.EstimateCost(ast, sizeEstimator{}); err != nil || est.Max > CostLimit {
 		opts = append(opts, cel.CostLimit(CostLimit))
 		tracked = true
 	}
-	prg, err = e.Program(ast, opts...)
+	prg, err := e.Program(ast, opts...)
 	if err != nil {
-		return nil, false, err
+		return compiledMatch{}, err
 	}
-	return prg, tracked, nil
+	return compiledMatch{prg: prg, tracked: tracked, guards: guards}, nil
 }
 
 // sizeEstimator bounds the size of every request and identity field for

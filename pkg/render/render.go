@@ -104,6 +104,15 @@ func line(e *event.Event) string {
 			s += ": " + Clean(p.Reason, MaxText)
 		}
 		return s
+	case e.PolicyLoaded != nil:
+		p := e.PolicyLoaded
+		if p.Error != "" {
+			return "policy refused (" + Clean(p.Source, 16) + "): " + Clean(p.Error, MaxText)
+		}
+		if p.Hash == "" {
+			return "policy: none"
+		}
+		return fmt.Sprintf("policy loaded from %s: %s (%.12s)", Clean(p.Source, 16), Clean(strings.Join(p.Policies, ", "), MaxText), p.Hash)
 	case e.ApprovalRequested != nil:
 		p := e.ApprovalRequested
 		s := "approval requested: " + Clean(p.Summary, MaxText)

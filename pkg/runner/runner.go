@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/chaperone-dev/chaperone/pkg/policy"
 	"github.com/chaperone-dev/chaperone/pkg/sandbox"
 	"github.com/chaperone-dev/chaperone/sidecar/certs"
 )
@@ -76,6 +77,10 @@ type Options struct {
 	// Started, when set, is called once the sidecar is ready and before the
 	// command starts.
 	Started func(Started)
+	// Policy, when set, is the policy of this session alone: it is put in
+	// the server's distribution bucket under the session's key before the
+	// sidecar starts (which waits for it) and withdrawn after the run.
+	Policy *policy.Set
 }
 
 // Started describes a ready sidecar, for Options.Started.
@@ -165,6 +170,14 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		defer sb.Close()
 	}
 	res.HostIP = sb.HostIP()
+
+	if opts.Policy != nil {
+		withdraw, err := putPolicy(ctx, opts.NATSURL, opts.Session, opts.Policy)
+		if err != nil {
+			return res, err
+		}
+		defer withdraw()
+	}
 
 	natsHost, err := hostPort(opts.NATSURL)
 	if err != nil {

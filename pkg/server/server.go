@@ -153,6 +153,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 		}
 		return ing.Ready()
 	}
+	stopPolicy, err := startPolicy(ctx, cfg, js, logger)
+	if err != nil {
+		return err
+	}
+	push("policy", stopPolicy)
 	appr, slackCB, stopApprovals, err := startApprovals(ctx, cfg, nc, js, st, reg, logger)
 	if err != nil {
 		return err

@@ -57,6 +57,10 @@ type Options struct {
 	MaxHeaderBytes int64
 	// PairWait: see DefaultPairWait.
 	PairWait time.Duration
+	// RequestHook, if set, sees every request before any byte of it is
+	// forwarded (see RequestHook). Without it requests are relayed as they
+	// are read, which is cheaper.
+	RequestHook RequestHook
 	// Logger gets debug lines about parse fallbacks. Default: discard.
 	Logger *slog.Logger
 }
@@ -136,6 +140,11 @@ type tee struct {
 	dst   Conn
 	n     int64
 	limit int64
+	// hold keeps what is read in held instead of writing it: the gated
+	// client side forwards a request only once its hook allowed it, and
+	// then exactly the bytes the parser consumed (see release).
+	hold bool
+	held []byte
 	// eof is set once src returned io.EOF; err holds a read error other
 	// than EOF or a failed relay write: the connection itself failed.
 	eof bool
@@ -152,7 +161,12 @@ func (t *tee) Read(p []byte) (int, error) {
 		p = p[:min(int64(len(p)), t.limit)]
 	}
 	n, err := t.src.Read(p)
-	if n > 0 {
+	if n > 0 && t.hold {
+		if t.limit >= 0 {
+			t.limit -= int64(n)
+		}
+		t.held = append(t.held, p[:n]...)
+	} else if n > 0 {
 		if t.limit >= 0 {
 			t.limit -= int64(n)
 		}
@@ -168,6 +182,9 @@ func (t *tee) Read(p []byte) (int, error) {
 	case errors.Is(err, io.EOF):
 		if !t.eof {
 			t.eof = true
+			if t.hold {
+				break // passed on once the held bytes went (closeHeld)
+			}
 			// Pass the half-close on at once: nothing else will come from
 			// this peer, whatever the parser still has buffered.
 			if cerr := t.dst.CloseWrite(); cerr != nil {
@@ -217,6 +234,9 @@ type exchange struct {
 	// switched receives whether the server switched protocols; only for
 	// upgrade requests.
 	switched chan bool
+	// metaOnly records the exchange without bodies (RequestHook's
+	// Verdict).
+	metaOnly bool
 }
 
 // Relay relays p until both sides closed (or one failed, or ctx ended) and
@@ -231,7 +251,7 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 		clientDone:   make(chan struct{}),
 		upstreamDone: make(chan struct{}),
 	}
-	c.up = &tee{src: prefixed(p.ClientPrefix, p.Client), dst: p.Upstream, limit: -1}
+	c.up = &tee{src: prefixed(p.ClientPrefix, p.Client), dst: p.Upstream, limit: -1, hold: r.opts.RequestHook != nil}
 	c.down = &tee{src: prefixed(p.UpstreamPrefix, p.Upstream), dst: p.Client, limit: -1}
 	c.upBuf = bufio.NewReaderSize(c.up, 32<<10)
 	c.downBuf = bufio.NewReaderSize(c.down, 32<<10)

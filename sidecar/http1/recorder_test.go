@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -284,15 +285,22 @@ func TestRelayScripted(t *testing.T) {
 }
 
 // byteConn is a Conn over fixed input that collects what is written to it.
+// Writes are serialised, as a net.Conn's are: a gated relay's refusal and
+// the upstream's bytes may be written to the client from two goroutines.
 type byteConn struct {
 	r   *bytes.Reader
+	mu  sync.Mutex
 	out bytes.Buffer
 }
 
-func (b *byteConn) Read(p []byte) (int, error)  { return b.r.Read(p) }
-func (b *byteConn) Write(p []byte) (int, error) { return b.out.Write(p) }
-func (b *byteConn) CloseWrite() error           { return nil }
-func (b *byteConn) Close() error                { return nil }
+func (b *byteConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *byteConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.out.Write(p)
+}
+func (b *byteConn) CloseWrite() error { return nil }
+func (b *byteConn) Close() error      { return nil }
 
 func FuzzRelay(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))

@@ -2,6 +2,9 @@ package http1
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -13,8 +16,12 @@ import (
 func (c *conn) clientSide() error {
 	br := c.upBuf
 	var prev *exchange
+	gated := c.r.opts.RequestHook != nil
 	for stream := uint64(1); ; stream++ {
 		if _, err := br.Peek(1); err != nil {
+			if err := c.up.closeHeld(); err != nil {
+				return err
+			}
 			return c.end(c.up, nil)
 		}
 		start := time.Now()
@@ -22,6 +29,10 @@ func (c *conn) clientSide() error {
 		req, err := http.ReadRequest(br)
 		c.up.limit = -1
 		if err != nil {
+			if gated {
+				// What cannot be parsed cannot be gated: fail closed.
+				return c.unparsed(stream, err)
+			}
 			return c.rawAfter(c.up, br, "request", stream, err)
 		}
 		x := &exchange{
@@ -34,16 +45,33 @@ func (c *conn) clientSide() error {
 			answered: make(chan struct{}),
 			switched: make(chan bool, 1),
 		}
+		if gated {
+			ok, err := c.gateRequest(x, prev, req)
+			if !ok {
+				return err
+			}
+		}
 		select {
 		case c.pending <- x:
 		case <-c.upstreamDone:
 			// Nobody answers any more; keep relaying, stop pairing.
 			close(x.recorded)
+			if gated {
+				return c.end(c.up, nil) // nobody answers what is forwarded
+			}
 			return c.end(c.up, drain(br))
 		}
 
 		body := &capture{limit: c.r.opts.BodyCap}
-		_, berr := copyBody(body, req)
+		if x.metaOnly {
+			body.limit = 0
+		}
+		var berr error
+		if gated {
+			berr = c.copyBodyGated(body, req)
+		} else {
+			_, berr = copyBody(body, req)
+		}
 		x.end = time.Now()
 		// Record off the relay path: the record waits for the previous
 		// response's, while the client's next bytes keep flowing.
@@ -56,6 +84,9 @@ func (c *conn) clientSide() error {
 		}(prev)
 		prev = x
 		if berr != nil {
+			if gated {
+				return c.unparsed(stream, berr)
+			}
 			return c.rawAfter(c.up, br, "request body", stream, berr)
 		}
 		if x.upgrade {
@@ -71,10 +102,48 @@ func (c *conn) clientSide() error {
 				switched = true // whatever follows is not ours to parse
 			}
 			if switched {
+				if err := c.up.unhold(); err != nil {
+					return err
+				}
 				return c.end(c.up, drain(br))
 			}
 		}
 	}
+}
+
+// copyBodyGated reads a request body into dst like copyBody, forwarding
+// exactly the bytes the parser consumed after each read: the body, never
+// a pipelined request behind it, which waits for its own gate.
+func (c *conn) copyBodyGated(dst *capture, req *http.Request) error {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := req.Body.Read(buf)
+		_, _ = dst.Write(buf[:n])
+		if rerr := c.up.release(c.up.consumed(c.upBuf)); rerr != nil {
+			return rerr
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// unparsed ends a gated connection on a request that cannot be parsed:
+// it is neither forwarded nor relayed raw.
+func (c *conn) unparsed(stream uint64, err error) error {
+	if f := c.up.failed(); f != nil {
+		return f
+	}
+	c.parseFailed("request", stream, err)
+	return fmt.Errorf("%w: unparsable request not forwarded: %w", ErrRefused, err)
 }
 
 // copyBody reads a request body through the tee into the capture.

@@ -48,6 +48,9 @@ func (c *conn) upstreamSide() error {
 		switched := resp.StatusCode == http.StatusSwitchingProtocols ||
 			(method == http.MethodConnect && resp.StatusCode/100 == 2)
 		body := &capture{limit: c.r.opts.BodyCap}
+		if x != nil && x.metaOnly {
+			body.limit = 0
+		}
 		var berr error
 		if !switched {
 			_, berr = copyInto(body, resp.Body)

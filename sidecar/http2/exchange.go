@@ -31,6 +31,21 @@ type exchange struct {
 	reqEnd time.Time
 	// reqOpen is set while the request body flows.
 	reqOpen bool
+	// metaOnly records the stream without body content (the request
+	// hook's Verdict): sizes and timings only.
+	metaOnly bool
+}
+
+func (x *exchange) setMetaOnly(v bool) {
+	x.mu.Lock()
+	x.metaOnly = v
+	x.mu.Unlock()
+}
+
+func (x *exchange) isMetaOnly() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.metaOnly
 }
 
 func (c *conn) newExchange(w http.ResponseWriter, r *http.Request) *exchange {
@@ -77,6 +92,9 @@ func (x *exchange) requestBytes(p []byte) {
 	x.reqLen += int64(len(p))
 	if x.grpc {
 		x.reqMsg.feed(p)
+		return
+	}
+	if x.metaOnly {
 		return
 	}
 	if room := x.c.r.opts.BodyCap - int64(len(x.reqBuf)); room > 0 {
@@ -253,7 +271,7 @@ func (rb *respBody) write(p []byte) {
 	}
 	if !rb.streaming {
 		rb.size += int64(len(p))
-		if rb.x.grpc {
+		if rb.x.grpc || rb.x.metaOnly {
 			return
 		}
 		if room := rb.x.c.r.opts.BodyCap - int64(len(rb.buf)); room > 0 {
@@ -274,7 +292,7 @@ func (rb *respBody) add(p []byte) {
 	for len(p) > 0 {
 		k := min(int64(len(p)), int64(opts.ChunkSize)-rb.pendSize)
 		keep := int64(0)
-		if !rb.x.grpc {
+		if !rb.x.grpc && !rb.x.metaOnly {
 			keep = max(0, min(k, opts.StreamCap-rb.recorded-int64(len(rb.pend))))
 		}
 		rb.pend = append(rb.pend, p[:keep]...)

@@ -27,13 +27,14 @@ func (c *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	out := c.outgoing(r, x)
 	if hook := c.r.opts.RequestHook; hook != nil {
-		refusal, err := hook(r.Context(), out)
+		v, err := hook(r.Context(), x.id, out)
+		x.setMetaOnly(v.MetadataOnly)
 		switch {
 		case err != nil:
 			c.fail(w, x, http.StatusBadGateway, "request hook: "+err.Error())
 			return
-		case refusal != nil:
-			c.refuse(w, x, refusal)
+		case v.Refusal != nil:
+			c.refuse(w, x, v.Refusal)
 			return
 		}
 	}
@@ -114,7 +115,11 @@ func (c *conn) refuse(w http.ResponseWriter, x *exchange, f *Refusal) {
 		Headers: http1.RedactHeaders(w.Header()),
 		Error:   "refused before forwarding",
 	}
-	b, err := http1.RecordBody(c.ctx, c.sink.Blob, capped(f.Body, c.r.opts.BodyCap), int64(len(f.Body)), c.r.opts.InlineLimit)
+	keep := c.r.opts.BodyCap
+	if x.isMetaOnly() {
+		keep = 0
+	}
+	b, err := http1.RecordBody(c.ctx, c.sink.Blob, capped(f.Body, keep), int64(len(f.Body)), c.r.opts.InlineLimit)
 	if err != nil {
 		c.recordFailed(err)
 	}

@@ -38,20 +38,20 @@ type Sink interface {
 	StreamData(ctx context.Context, t time.Time, d *event.StreamData) error
 }
 
-// Refusal is an answer given to the client instead of forwarding a request.
-type Refusal struct {
-	Status      int
-	ContentType string
-	Body        []byte
-}
+// Refusal is an answer given to the client instead of forwarding a
+// request; the same as HTTP/1's.
+type Refusal = http1.Refusal
 
-// RequestHook is called for every request before it is forwarded. req is
-// the request as it will be sent upstream: the hook may change its headers
-// (to swap a credential placeholder, say); it must not read its body. The
-// request is recorded as the client sent it, whatever the hook changes. A
-// non-nil Refusal answers the client without contacting upstream; an error
-// answers 502. ctx carries the values of the ctx given to Serve.
-type RequestHook func(ctx context.Context, req *http.Request) (*Refusal, error)
+// Verdict is a RequestHook's answer; the same as HTTP/1's.
+type Verdict = http1.Verdict
+
+// RequestHook is called for every request before it is forwarded, with
+// its stream id; see http1.RequestHook. req is the request as it will be
+// sent upstream: the hook may change its headers (to swap a credential
+// placeholder, say); it must not read its body. The request is recorded
+// as the client sent it, whatever the hook changes. An error answers 502.
+// ctx carries the values of the ctx given to Serve.
+type RequestHook = http1.RequestHook
 
 // Options tune a Recorder. Zero values take the defaults.
 type Options struct {

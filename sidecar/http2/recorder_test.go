@@ -201,17 +201,17 @@ func TestRequestHook(t *testing.T) {
 		hits.Add(1)
 		auth.Store(r.Header.Get("Authorization"))
 	})
-	hook := func(_ context.Context, req *http.Request) (*Refusal, error) {
+	hook := func(_ context.Context, _ uint64, req *http.Request) (Verdict, error) {
 		switch req.URL.Path {
 		case "/deny":
-			return &Refusal{Status: http.StatusForbidden, ContentType: "text/plain", Body: []byte("denied by policy")}, nil
+			return Verdict{Refusal: &Refusal{Status: http.StatusForbidden, ContentType: "text/plain", Body: []byte("denied by policy")}}, nil
 		case "/broken":
-			return nil, errors.New("no credential")
+			return Verdict{}, errors.New("no credential")
 		}
 		if req.Header.Get("Authorization") == "Bearer placeholder" {
 			req.Header.Set("Authorization", "Bearer real-token")
 		}
-		return nil, nil
+		return Verdict{}, nil
 	}
 	h := newHarness(t, false, Options{RequestHook: hook}, upstream)
 

@@ -38,7 +38,7 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 		return
 	}
 	if err := p.opts.Recorder.Accepting(); err != nil {
-		if !p.opts.FailOpen {
+		if !p.failOpen() {
 			p.refuse(ctx, id, lc, dest, reasonRecording, fmt.Sprintf("recording unavailable: %v", err), start)
 			return
 		}
@@ -80,6 +80,9 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 		p.m.tls.WithLabelValues(modePassthrough).Inc()
 		tlsInfo = &event.TLSInfo{SNI: res.Hello.SNI, ALPN: res.Hello.ALPN}
 	}
+	if res.Protocol != sniff.HTTP1 && res.Protocol != sniff.HTTP2 && !p.gateConn(ctx, id, lc, dst, dest, start) {
+		return
+	}
 	p.m.conns.WithLabelValues(dest.Protocol).Inc()
 	p.publish(ctx, id, lc, p.newEvent(event.KindConnOpen, start, id, dest, func(e *event.Event) {
 		e.ConnOpen = &event.ConnOpen{Client: client.RemoteAddr().String(), TLS: tlsInfo}
@@ -93,19 +96,21 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	}
 	switch res.Protocol {
 	case sniff.HTTP1:
-		st := p.http1.Relay(ctx, http1.Pair{
+		sink := p.newSink(ctx, id, lc, dst, dest)
+		st := p.http1.Relay(sink.ctx, http1.Pair{
 			Client: client, Upstream: up,
 			ClientPrefix: res.Prefix, UpstreamPrefix: upFirst,
-		}, p.newSink(ctx, id, lc, dst, dest))
+		}, sink)
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err, st.ParseErr)
 	case sniff.HTTP2:
 		// The client's preface was read while sniffing: replay it to the
 		// HTTP/2 server, and anything the upstream said to its client.
-		st := p.http2.Serve(ctx,
+		sink := p.newSink(ctx, id, lc, dst, dest)
+		st := p.http2.Serve(sink.ctx,
 			&prefixConn{TCPConn: client, prefix: res.Prefix},
 			&prefixConn{TCPConn: up, prefix: upFirst},
-			"http", dst.String(), p.newSink(ctx, id, lc, dst, dest))
+			"http", dst.String(), sink)
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err)
 	default:
@@ -257,7 +262,7 @@ func (p *Proxy) publish(ctx context.Context, id string, lc *liveConn, e *event.E
 func (p *Proxy) recordFailed(id string, lc *liveConn, err error) {
 	p.m.recordErr.Inc()
 	p.log.Error("recording", keyConn, id, keyErr, err)
-	if !p.opts.FailOpen && lc != nil {
+	if !p.failOpen() && lc != nil {
 		_ = lc.client.Close()
 		lc.mu.Lock()
 		if lc.up != nil {

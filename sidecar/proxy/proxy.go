@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/sidecar/gate"
 	"github.com/chaperone-dev/chaperone/sidecar/http1"
 	"github.com/chaperone-dev/chaperone/sidecar/http2"
 	"github.com/chaperone-dev/chaperone/sidecar/k8s"
@@ -80,8 +81,14 @@ type Options struct {
 	// by their kind are masked on every connection.
 	KubeAPI k8s.Target
 	// FailOpen relays connections even when the Recorder cannot guarantee
-	// recording; by default such connections are refused.
+	// recording; by default such connections are refused. A policy in
+	// force decides instead (its onRecorderFailure).
 	FailOpen bool
+	// Gate, when set, sees every HTTP request before it is forwarded
+	// (policy, approvals, credential brokering) and every other connection
+	// before it is relayed. HTTP/1 requests are then held until decided
+	// rather than relayed as they are read.
+	Gate *gate.Gate
 	// OriginalDst recovers a redirected connection's destination
 	// (default origdst.Get). Tests inject their own.
 	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
@@ -154,15 +161,21 @@ func New(opts Options) (*Proxy, error) {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*liveConn]struct{}{},
 	}
+	var hook http1.RequestHook
+	if opts.Gate != nil {
+		hook = p.requestHook
+	}
 	p.http1 = http1.New(http1.Options{
 		BodyCap:     opts.BodyCap,
 		InlineLimit: opts.InlineLimit,
 		Logger:      opts.Logger,
+		RequestHook: hook,
 	})
 	p.http2 = http2.New(http2.Options{
 		BodyCap:     opts.BodyCap,
 		InlineLimit: opts.InlineLimit,
 		Logger:      opts.Logger,
+		RequestHook: hook,
 	})
 	return p, nil
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/pkg/policy/v1alpha1"
 	"github.com/chaperone-dev/chaperone/sidecar/k8s"
 )
 
@@ -29,11 +31,15 @@ type connSink struct {
 	// k8s holds the k8s.request of each request whose response has not
 	// been recorded yet, by stream.
 	k8s map[uint64]pendingK8s
+	// gates holds what the gate decided about each request whose records
+	// are not all made yet, by stream.
+	gates map[uint64]gated
 }
 
 type pendingK8s struct {
-	at  time.Time
-	req *event.K8sRequest
+	at      time.Time
+	req     *event.K8sRequest
+	verdict string
 }
 
 // maxPendingK8s bounds the requests waiting for a status on one
@@ -41,15 +47,17 @@ type pendingK8s struct {
 const maxPendingK8s = 1024
 
 func (p *Proxy) newSink(ctx context.Context, id string, lc *liveConn, dst netip.AddrPort, dest *event.Destination) *connSink {
-	return &connSink{
+	s := &connSink{
 		p:    p,
-		ctx:  ctx,
 		id:   id,
 		lc:   lc,
 		dst:  dst,
 		dest: *dest,
 		kube: p.opts.KubeAPI.Matches(dst, dest.Host),
 	}
+	// The recorders get s.ctx: the request hook finds the sink in it.
+	s.ctx = context.WithValue(ctx, sinkKey{}, s)
+	return s
 }
 
 // toKube reports whether a request for host goes to the API server.
@@ -80,26 +88,44 @@ func (s *connSink) Request(ctx context.Context, t time.Time, r *event.HTTPReques
 	if r.Host != "" {
 		d.Host = r.Host
 	}
+	gi, gatedReq := s.gatedFor(r.Stream, false)
+	if gatedReq && gi.record == v1alpha1.RecordNone {
+		return nil
+	}
 	if s.toKube(r.Host) {
 		if kr, ok := k8s.Decode(r.Method, r.URL); ok {
+			ke := kr.Event(r.Stream)
+			ke.As = gi.as
 			s.mu.Lock()
 			if s.k8s == nil {
 				s.k8s = map[uint64]pendingK8s{}
 			}
 			if len(s.k8s) < maxPendingK8s {
-				s.k8s[r.Stream] = pendingK8s{at: t, req: kr.Event(r.Stream)}
+				s.k8s[r.Stream] = pendingK8s{at: t, req: ke, verdict: gi.verdict}
 			}
 			s.mu.Unlock()
 		}
 	}
-	return s.emit(ctx, s.p.newEvent(event.KindHTTPRequest, t, s.id, &d, func(e *event.Event) { e.HTTPRequest = r }))
+	return s.emit(ctx, s.p.newEvent(event.KindHTTPRequest, t, s.id, &d, func(e *event.Event) {
+		e.HTTPRequest = r
+		if gatedReq {
+			e.ID, e.Verdict = gi.id, gi.verdict
+		}
+	}))
 }
 
 func (s *connSink) Response(ctx context.Context, t time.Time, r *event.HTTPResponse) error {
 	if r.Streamed != event.StreamedEnd {
 		s.p.m.requests.WithLabelValues(statusClass(r.Status)).Inc()
 	}
-	if err := s.emit(ctx, s.p.newEvent(event.KindHTTPResponse, t, s.id, &s.dest, func(e *event.Event) { e.HTTPResponse = r })); err != nil {
+	gi, gatedReq := s.gatedFor(r.Stream, r.Streamed != event.StreamedHeaders)
+	if gatedReq && gi.record == v1alpha1.RecordNone {
+		return nil
+	}
+	if err := s.emit(ctx, s.p.newEvent(event.KindHTTPResponse, t, s.id, &s.dest, func(e *event.Event) {
+		e.HTTPResponse = r
+		e.Verdict = gi.verdict
+	})); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -110,10 +136,18 @@ func (s *connSink) Response(ctx context.Context, t time.Time, r *event.HTTPRespo
 		return nil
 	}
 	pk.req.Status = r.Status
-	return s.emit(ctx, s.p.newEvent(event.KindK8sRequest, pk.at, s.id, &s.dest, func(e *event.Event) { e.K8sRequest = pk.req }))
+	return s.emit(ctx, s.p.newEvent(event.KindK8sRequest, pk.at, s.id, &s.dest, func(e *event.Event) {
+		e.K8sRequest = pk.req
+		e.Verdict = pk.verdict
+	}))
 }
 
 func (s *connSink) StreamData(ctx context.Context, t time.Time, d *event.StreamData) error {
+	if n, err := strconv.ParseUint(d.Stream, 10, 64); err == nil {
+		if gi, ok := s.gatedFor(n, false); ok && gi.record == v1alpha1.RecordNone {
+			return nil
+		}
+	}
 	return s.emit(ctx, s.p.newEvent(event.KindStreamData, t, s.id, &s.dest, func(e *event.Event) { e.StreamData = d }))
 }
 

@@ -174,6 +174,11 @@ func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slo
 	default:
 		dest.Protocol = protoTLS
 	}
+	if dest.Protocol == protoTLS && !p.gateConn(ctx, id, lc, dst, dest, start) {
+		_ = tcl.Close()
+		_ = tup.Close()
+		return
+	}
 	p.m.conns.WithLabelValues(dest.Protocol).Inc()
 	p.m.tls.WithLabelValues(modeIntercepted).Inc()
 	p.publish(ctx, id, lc, p.newEvent(event.KindConnOpen, start, id, dest, func(e *event.Event) {
@@ -185,11 +190,13 @@ func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slo
 	var errs []error
 	switch dest.Protocol {
 	case protoHTTPS:
-		st := p.http1.Relay(ctx, http1.Pair{Client: tcl, Upstream: tup}, p.newSink(ctx, id, lc, dst, dest))
+		sink := p.newSink(ctx, id, lc, dst, dest)
+		st := p.http1.Relay(sink.ctx, http1.Pair{Client: tcl, Upstream: tup}, sink)
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err, st.ParseErr)
 	case protoH2:
-		st := p.http2.Serve(ctx, tcl, tup, "https", name, p.newSink(ctx, id, lc, dst, dest))
+		sink := p.newSink(ctx, id, lc, dst, dest)
+		st := p.http2.Serve(sink.ctx, tcl, tup, "https", name, sink)
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err)
 	default:
