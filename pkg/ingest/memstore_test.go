@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -90,6 +91,21 @@ func (s *memStore) Blob(_ context.Context, ref string) ([]byte, error) {
 		return nil, store.ErrNotFound
 	}
 	return b, nil
+}
+
+func (s *memStore) BlobInSession(_ context.Context, session, ref string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.sessions[session] {
+		b, err := event.Canonical(e)
+		if err != nil {
+			return false, err
+		}
+		if bytes.Contains(b, []byte(`"`+ref+`"`)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (s *memStore) count() int {
