@@ -42,6 +42,9 @@ type Options struct {
 	// SlackCallback serves POST /callbacks/slack (it checks the signature
 	// itself); nil answers 404 there.
 	SlackCallback http.Handler
+	// WorkloadTokens serves POST /api/v1/workload-tokens (admins only; the
+	// local administrator in local mode); nil answers 503 there.
+	WorkloadTokens WorkloadTokenMinter
 }
 
 // RequestIDHeader carries the request id: taken from the request when it is
@@ -64,6 +67,7 @@ type server struct {
 	verifier  TokenVerifier
 	approvals ApprovalService
 	slack     http.Handler
+	tokens    WorkloadTokenMinter
 
 	accessCounter *prometheus.CounterVec
 	metrics       *metrics
@@ -105,6 +109,7 @@ func newServer(o Options) *server {
 		verifier:  o.Verifier,
 		approvals: o.Approvals,
 		slack:     o.SlackCallback,
+		tokens:    o.WorkloadTokens,
 		metrics:   newMetrics(reg),
 		mux:       http.NewServeMux(),
 		now:       time.Now,
@@ -138,6 +143,7 @@ func (s *server) routes() []route {
 		{http.MethodPost, "/api/v1/approvals/{id}/approve", s.approve},
 		{http.MethodPost, "/api/v1/approvals/{id}/deny", s.deny},
 		{http.MethodPost, "/callbacks/slack", s.slackCallback},
+		{http.MethodPost, "/api/v1/workload-tokens", s.workloadToken},
 	}
 }
 
