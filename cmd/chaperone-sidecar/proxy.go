@@ -62,6 +62,9 @@ type ProxyConfig struct {
 	// KubeAPI is the Kubernetes API server's address (host:port) whose
 	// requests are decoded as such; empty decodes none.
 	KubeAPI string
+	// TokenFile holds the token the sidecar authenticates to NATS with
+	// (the pod's projected service-account token); empty connects without.
+	TokenFile string
 }
 
 // Validate checks that the configuration can run.
@@ -166,6 +169,7 @@ func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (
 	fs.StringVar(&cfg.MaskKeyFile, "mask-key-file", getenv("CHAPERONE_MASK_KEY_FILE"), "file with the key of secret-masking tokens (default: generated in --spool-dir)")
 	fs.BoolVar(&cfg.MaskPII, "mask-pii", false, "also mask email addresses and payment card numbers")
 	fs.StringVar(&cfg.KubeAPI, "kube-api", k8s.TargetFromEnv(getenv), "Kubernetes API server address host:port whose requests are recorded as k8s.request events (default from $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
+	fs.StringVar(&cfg.TokenFile, "token-file", getenv("CHAPERONE_TOKEN_FILE"), "token presented to NATS, read at every (re)connect (default $CHAPERONE_TOKEN_FILE)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return ProxyConfig{}, err
@@ -204,11 +208,16 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	id := c.Identity
 
+	natsOpts, err := c.natsOptions(log)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
 	pub, err := publish.New(ctx, publish.Options{
 		Session:      c.Session,
 		SpoolDir:     c.SpoolDir,
 		SpoolOptions: spool.Options{MaxBytes: c.SpoolMaxBytes},
 		NATSURL:      c.NATSURL,
+		NATSOptions:  natsOpts,
 		Logger:       log,
 		Registerer:   reg,
 	})

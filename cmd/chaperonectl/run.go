@@ -76,6 +76,7 @@ func runRun(ctx context.Context, g *globals, f runFlags, command []string) error
 		Command:     command,
 		ExtraCA:     f.extraCA,
 		NATSURL:     natsURL,
+		Token:       cl.WorkloadToken,
 		User:        user,
 		Stdin:       os.Stdin,
 		Stdout:      g.streams.out,

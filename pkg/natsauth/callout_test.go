@@ -12,6 +12,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/pkg/approvals"
 	"github.com/chaperone-dev/chaperone/pkg/natsauth"
+	"github.com/chaperone-dev/chaperone/pkg/natsauth/natscred"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 )
 
@@ -114,7 +115,7 @@ func TestCalloutGrantsOwnSessionOnly(t *testing.T) {
 	}
 
 	// Reading what is not its own: refused.
-	for _, subj := range []string{natsbus.EventSubjectPrefix + ">", natsauth.InboxPrefix(other) + ".>", "_INBOX.>", natsauth.CalloutSubject} {
+	for _, subj := range []string{natsbus.EventSubjectPrefix + ">", natscred.InboxPrefix(other) + ".>", "_INBOX.>", natsauth.CalloutSubject} {
 		if _, err := c.SubscribeSync(subj); err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,6 @@
 // mode the server's own LocalIssuer), reads the pod the token is bound to
 // from its kubernetes.io claims, and issues a NATS user that may publish
 // only to that pod's session (the session id is the pod UID), ask for
-// approvals for it, and read the policy bucket. ClientOptions are the
-// options a workload connects with.
+// approvals for it, and read the policy bucket. Package natscred holds
+// the options a workload connects with.
 package natsauth

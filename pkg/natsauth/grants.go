@@ -4,6 +4,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 
 	"github.com/chaperone-dev/chaperone/pkg/approvals"
+	"github.com/chaperone-dev/chaperone/pkg/natsauth/natscred"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 )
 
@@ -14,11 +15,6 @@ const PolicyBucket = "CHAPERONE_POLICY"
 
 // policyStream is the stream behind PolicyBucket.
 const policyStream = "KV_" + PolicyBucket
-
-// InboxPrefix is the reply-subject prefix of a workload's connection.
-// Workloads must connect with it (ClientOptions does): they may subscribe
-// under it and nowhere else, so no workload reads another's replies.
-func InboxPrefix(podUID string) string { return "_INBOX." + podUID }
 
 // policyRead is what reading and watching PolicyBucket takes: the stream's
 // info, an ordered consumer (created, looked at, deleted, its flow control
@@ -53,6 +49,6 @@ func Permissions(w Workload) jwt.Permissions {
 		p.Sub.Allow.Add(approvals.DecisionSubjectPrefix + ">")
 	}
 	p.Pub.Allow.Add(policyRead...)
-	p.Sub.Allow.Add(InboxPrefix(w.PodUID)+".>", "$KV."+PolicyBucket+".>")
+	p.Sub.Allow.Add(natscred.InboxPrefix(w.PodUID)+".>", "$KV."+PolicyBucket+".>")
 	return p
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/chaperone-dev/chaperone/pkg/auth"
 	"github.com/chaperone-dev/chaperone/pkg/auth/oidctest"
 	"github.com/chaperone-dev/chaperone/pkg/natsauth"
+	"github.com/chaperone-dev/chaperone/pkg/natsauth/natscred"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 )
 
@@ -151,7 +152,7 @@ func (b *bus) connect(t *testing.T, session, tok string) (*workloadConn, error) 
 	if err := writeFile(file, tok); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := natsauth.ClientOptions(session, file, nil)
+	opts, err := natscred.Options(session, file, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

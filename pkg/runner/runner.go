@@ -54,6 +54,10 @@ type Options struct {
 	User string
 	// SidecarArgs are extra flags for `chaperone-sidecar proxy`.
 	SidecarArgs []string
+	// Token, when set, gives the session's NATS token, which the sidecar
+	// presents to the server's auth callout; it is fetched again while the
+	// run lasts. Nil connects without one.
+	Token TokenFunc
 	// ExtraCA are PEM files of roots the sidecar trusts upstream besides
 	// the system's (--extra-ca); they are copied where the sidecar's UID
 	// can read them.
@@ -193,6 +197,16 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	}()
 	opts.SidecarArgs = append(trustArgs, opts.SidecarArgs...)
 	trustDir := filepath.Join(tlsDir, "trust")
+	if opts.Token != nil {
+		tokenArgs, err := writeToken(ctx, tlsDir, opts.Session, opts.Token)
+		if err != nil {
+			return res, err
+		}
+		opts.SidecarArgs = append(tokenArgs, opts.SidecarArgs...)
+		rctx, stopRefresh := context.WithCancel(ctx)
+		defer stopRefresh()
+		go refreshToken(rctx, filepath.Join(tlsDir, tokenFileName), opts.Session, opts.Token, log)
+	}
 
 	staged, cleanBin, err := stageSidecar(opts.SidecarPath, opts.Session)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/pkg/api"
 	"github.com/chaperone-dev/chaperone/pkg/event"
-	"github.com/chaperone-dev/chaperone/pkg/natsauth"
+	"github.com/chaperone-dev/chaperone/pkg/natsauth/natscred"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 )
 
@@ -43,7 +43,7 @@ func mintToken(tb testing.TB, httpURL, session string) string {
 // workloadConn connects like a sidecar of session with the token in file.
 func workloadConn(tb testing.TB, url, session, file string, more ...nats.Option) (*nats.Conn, error) {
 	tb.Helper()
-	opts, err := natsauth.ClientOptions(session, file, nil)
+	opts, err := natscred.Options(session, file, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

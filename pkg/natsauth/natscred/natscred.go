@@ -1,4 +1,8 @@
-package natsauth
+// Package natscred is the workload's side of Chaperone's NATS
+// authentication: how a sidecar or node agent presents its
+// service-account token and which inbox prefix its grant allows. It is kept
+// apart from natsauth so workloads do not link the verifier.
+package natscred
 
 import (
 	"fmt"
@@ -11,13 +15,21 @@ import (
 	"github.com/chaperone-dev/chaperone/pkg/event"
 )
 
-// ClientOptions are the NATS options of a workload whose session (pod UID)
+// InboxPrefix is the reply-subject prefix of a workload's connection.
+// Workloads must connect with it (Options does): they may subscribe under
+// it and nowhere else, so no workload reads another's replies.
+func InboxPrefix(podUID string) string { return "_INBOX." + podUID }
+
+// logKeyErr is the log key of errors.
+const logKeyErr = "error"
+
+// Options are the NATS options of a workload whose session (pod UID)
 // is session and whose token is in tokenFile. The file is read at every
 // connect and reconnect, so a token the kubelet rotated in place is used
 // once the old one expired and the server closed the connection. Every
 // connection of the workload needs them: the inbox prefix is part of the
 // grant.
-func ClientOptions(session, tokenFile string, logger *slog.Logger) ([]nats.Option, error) {
+func Options(session, tokenFile string, logger *slog.Logger) ([]nats.Option, error) {
 	if err := event.ValidSession(session); err != nil {
 		return nil, fmt.Errorf("nats client: %w", err)
 	}
@@ -32,7 +44,7 @@ func ClientOptions(session, tokenFile string, logger *slog.Logger) ([]nats.Optio
 		nats.TokenHandler(func() string {
 			tok, err := ReadToken(tokenFile)
 			if err != nil {
-				logger.Error("nats token", slog.Any(logKeyReason, err))
+				logger.Error("nats token", slog.Any(logKeyErr, err))
 			}
 			return tok
 		}),
