@@ -3,6 +3,7 @@ package natsauth_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -282,5 +283,50 @@ func TestCalloutKeyRotation(t *testing.T) {
 	c.Close()
 	if b.issuer.JWKSFetches() <= before {
 		t.Fatal("key set not fetched again after rotation")
+	}
+}
+
+// The NATS user ends with its token; the client reconnects with the token
+// rotated into its file since, as a sidecar does after the kubelet's
+// rotation.
+func TestCalloutUserExpiresWithToken(t *testing.T) {
+	b := startBus(t)
+	const uid = "rotating-pod"
+	claims := podClaims(b.issuer, "agents", "coder", "coder-x", uid)
+	claims["exp"] = time.Now().Add(3 * time.Second).Unix()
+	file := filepath.Join(t.TempDir(), "token")
+	if err := writeFile(file, b.issuer.Sign(b.issuer.Current(), claims)); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := natscred.Options(uid, file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reconnected := make(chan struct{}, 1)
+	nc, err := nats.Connect(b.url, append(opts, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+		nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// The kubelet's rotation: a fresh token in place of the old one.
+	if err := writeFile(file, b.issuer.Sign(b.issuer.Current(), podClaims(b.issuer, "agents", "coder", "coder-x", uid))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reconnected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no reconnect after the first token expired")
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), natsbus.EventSubject(uid), []byte(`{}`)); err != nil {
+		t.Fatalf("publish after reconnect: %v", err)
+	}
+	if n := strings.Count(b.log.String(), "nats connection granted"); n < 2 {
+		t.Fatalf("%d grants, want one per connect", n)
 	}
 }
