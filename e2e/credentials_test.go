@@ -19,7 +19,6 @@ import (
 	"github.com/chaperone-dev/chaperone/pkg/client"
 	"github.com/chaperone-dev/chaperone/pkg/event"
 	"github.com/chaperone-dev/chaperone/pkg/localserver"
-	"github.com/chaperone-dev/chaperone/pkg/policy"
 	"github.com/chaperone-dev/chaperone/pkg/runner"
 	"github.com/chaperone-dev/chaperone/sidecar/gate"
 )
@@ -107,14 +106,6 @@ func TestCredentialBrokering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := policy.Parse([]byte(kubeDenyPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := policy.Compile(ps)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	sb := newSandbox(t)
 	api := tcpRelay(t, sb.HostIP(), strings.TrimPrefix(cluster.URL(), "https://"))
@@ -147,7 +138,9 @@ echo "== end"
 		Sandbox:     sb,
 		SpoolDir:    spool,
 		ExtraCA:     []string{caFile},
-		Policy:      set,
+		Policy:      []byte(kubeDenyPolicy),
+		Policies:    cl,
+		Token:       cl.WorkloadToken,
 		SidecarArgs: []string{"--kube-api", api.String(), "--token-file", tokenFile, "--placeholder-token", placeholder},
 		Stdout:      &out,
 		Stderr:      &out,

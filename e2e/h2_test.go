@@ -108,6 +108,7 @@ curl -sS --fail --http2-prior-knowledge -N "http://$IP:$H2C_PORT/events" -w "[h2
 		},
 		ExtraCA:     []string{caFile},
 		NATSURL:     srv.Addrs.NATS,
+		Token:       srv.WorkloadToken,
 		SidecarPath: bin("chaperone-sidecar"),
 		User:        "e2e-user",
 		Sandbox:     sb,

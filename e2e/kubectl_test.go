@@ -97,6 +97,7 @@ echo done
 		Command:     []string{"/bin/sh", "-c", script},
 		Env:         []string{"WORK=" + work, "API=" + api.String(), "TOKEN=" + cluster.AdminToken(), "SECRET=" + secretValue, "HOME=" + work},
 		NATSURL:     srv.Addrs.NATS,
+		Token:       srv.WorkloadToken,
 		SidecarPath: bin("chaperone-sidecar"),
 		User:        "kubectl-e2e",
 		Sandbox:     sb,

@@ -134,6 +134,7 @@ func TestMaskNothingSlipsPast(t *testing.T) {
 		Command:     []string{"/bin/bash", "-c", script.String()},
 		Env:         []string{"UP=" + up.String()},
 		NATSURL:     srv.Addrs.NATS,
+		Token:       srv.WorkloadToken,
 		SidecarPath: bin("chaperone-sidecar"),
 		User:        "e2e-mask",
 		Sandbox:     sb,

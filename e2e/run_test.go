@@ -105,6 +105,7 @@ echo "$line"
 		Command:     []string{"/bin/bash", "-c", script},
 		Env:         []string{"UP=" + up.http.String(), "ECHO=" + up.echo.String()},
 		NATSURL:     srv.Addrs.NATS,
+		Token:       srv.WorkloadToken,
 		SidecarPath: bin("chaperone-sidecar"),
 		User:        "e2e-user",
 		Sandbox:     sb,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/pkg/localserver"
 	"github.com/chaperone-dev/chaperone/pkg/runner"
 	"github.com/chaperone-dev/chaperone/pkg/sandbox"
 	"github.com/chaperone-dev/chaperone/sidecar/certs"
@@ -67,7 +68,7 @@ func startTLSUpstream(t *testing.T, ip netip.Addr) tlsUpstream {
 
 // runTLS runs script behind the real sidecar in sb and returns its output
 // and the session id.
-func runTLS(t *testing.T, natsURL string, sb *sandbox.Sandbox, up tlsUpstream, extraCA []string, script string) (output, session string) {
+func runTLS(t *testing.T, srv *localserver.Server, sb *sandbox.Sandbox, up tlsUpstream, extraCA []string, script string) (output, session string) {
 	t.Helper()
 	var out, sidecarLog bytes.Buffer
 	res, err := runner.Run(t.Context(), runner.Options{
@@ -77,7 +78,8 @@ func runTLS(t *testing.T, natsURL string, sb *sandbox.Sandbox, up tlsUpstream, e
 		},
 		ExtraCA:     extraCA,
 		SidecarArgs: []string{"--no-intercept", "pinned.test"},
-		NATSURL:     natsURL,
+		NATSURL:     srv.Addrs.NATS,
+		Token:       srv.WorkloadToken,
 		SidecarPath: bin("chaperone-sidecar"),
 		User:        "e2e-user",
 		Sandbox:     sb,
@@ -112,7 +114,7 @@ curl -sS --fail --resolve "pinned.test:$PORT:$IP" --cacert "$UPSTREAM_CA" "https
 curl -sS --fail --resolve "wrong.test:$PORT:$IP" "https://wrong.test:$PORT/hello?name=wrong"; echo " [wrong rc=$?]"
 exit 0
 `
-	out, session := runTLS(t, srv.Addrs.NATS, sb, up, []string{up.caFile}, script)
+	out, session := runTLS(t, srv, sb, up, []string{up.caFile}, script)
 	for _, want := range []string{
 		"hello intercepted over HTTP/1.1 [intercepted rc=0]",
 		"hello pinned over HTTP/1.1 [pinned rc=0]",
@@ -183,7 +185,7 @@ func TestTLSUntrustedUpstreamRefused(t *testing.T) {
 	sb := newSandbox(t)
 	up := startTLSUpstream(t, sb.HostIP())
 	script := `curl -sS --fail --resolve "upstream.test:$PORT:$IP" "https://upstream.test:$PORT/hello?name=x"; echo " [rc=$?]"`
-	out, session := runTLS(t, srv.Addrs.NATS, sb, up, nil, script)
+	out, session := runTLS(t, srv, sb, up, nil, script)
 	if strings.Contains(out, "hello x") || strings.Contains(out, "[rc=0]") {
 		t.Fatalf("curl reached an upstream the sidecar cannot verify:\n%s", out)
 	}

@@ -62,15 +62,19 @@ type ProxyConfig struct {
 	// KubeAPI is the Kubernetes API server's address (host:port) whose
 	// requests are decoded as such; empty decodes none.
 	KubeAPI string
-	// TokenFile is the pod's real service-account token, which only the
-	// sidecar reads; with PlaceholderToken it turns on credential
-	// brokering.
+	// TokenFile is the pod's real service-account token for the API
+	// server, which only the sidecar reads; with PlaceholderToken it turns
+	// on credential brokering.
 	TokenFile string
 	// PlaceholderToken is the token the agent containers hold instead.
 	PlaceholderToken string
 	// PolicyWait bounds the wait for the first policy at start (from the
 	// cache or the server) before connections are accepted.
 	PolicyWait time.Duration
+	// NATSTokenFile holds the token the sidecar authenticates to NATS with
+	// (the pod's projected service-account token for the server's
+	// audience); empty connects without.
+	NATSTokenFile string
 }
 
 // Validate checks that the configuration can run.
@@ -178,9 +182,10 @@ func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (
 	fs.StringVar(&cfg.MaskKeyFile, "mask-key-file", getenv("CHAPERONE_MASK_KEY_FILE"), "file with the key of secret-masking tokens (default: generated in --spool-dir)")
 	fs.BoolVar(&cfg.MaskPII, "mask-pii", false, "also mask email addresses and payment card numbers")
 	fs.StringVar(&cfg.KubeAPI, "kube-api", k8s.TargetFromEnv(getenv), "Kubernetes API server address host:port whose requests are recorded as k8s.request events (default from $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
-	fs.StringVar(&cfg.TokenFile, "token-file", getenv("CHAPERONE_TOKEN_FILE"), "the pod's real service-account token, read only by the sidecar (default $CHAPERONE_TOKEN_FILE)")
+	fs.StringVar(&cfg.TokenFile, "token-file", getenv("CHAPERONE_TOKEN_FILE"), "the pod's real service-account token for the API server, read only by the sidecar (default $CHAPERONE_TOKEN_FILE)")
 	fs.StringVar(&cfg.PlaceholderToken, "placeholder-token", getenv("CHAPERONE_PLACEHOLDER_TOKEN"), "the token the agent holds; swapped for the real one on requests to --kube-api, refused elsewhere (default $CHAPERONE_PLACEHOLDER_TOKEN)")
 	fs.DurationVar(&cfg.PolicyWait, "policy-wait", 5*time.Second, "at start, how long to wait for the policy (cached or from the server) before accepting connections")
+	fs.StringVar(&cfg.NATSTokenFile, "nats-token-file", getenv("CHAPERONE_NATS_TOKEN_FILE"), "workload token presented to NATS (audience: the server's), read at every (re)connect (default $CHAPERONE_NATS_TOKEN_FILE)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return ProxyConfig{}, err
@@ -219,11 +224,16 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	id := c.Identity
 
+	natsOpts, err := c.natsOptions(log)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
 	pub, err := publish.New(ctx, publish.Options{
 		Session:      c.Session,
 		SpoolDir:     c.SpoolDir,
 		SpoolOptions: spool.Options{MaxBytes: c.SpoolMaxBytes},
 		NATSURL:      c.NATSURL,
+		NATSOptions:  natsOpts,
 		Logger:       log,
 		Registerer:   reg,
 	})

@@ -59,14 +59,19 @@ func runRun(ctx context.Context, g *globals, f runFlags, command []string) error
 	if os.Geteuid() != 0 {
 		return errors.New("run creates a network namespace and nftables rules: it must run as root")
 	}
-	var set *policy.Set
+	var policyDoc []byte
 	if f.policy != "" {
+		// Checked here first, so a mistake is named before anything starts;
+		// the server compiles the same bytes again.
 		ps, err := policy.LoadFile(f.policy)
 		if err != nil {
 			return fmt.Errorf("--policy: %w", err)
 		}
-		if set, err = policy.Compile(ps); err != nil {
+		if _, err = policy.Compile(ps); err != nil {
 			return fmt.Errorf("--policy %s: %w", f.policy, err)
+		}
+		if policyDoc, err = os.ReadFile(f.policy); err != nil {
+			return fmt.Errorf("--policy: %w", err)
 		}
 	}
 	cl, err := g.Client()
@@ -86,10 +91,12 @@ func runRun(ctx context.Context, g *globals, f runFlags, command []string) error
 		user = runner.CurrentUser()
 	}
 	opts := runner.Options{
-		Policy:      set,
+		Policy:      policyDoc,
+		Policies:    cl,
 		Command:     command,
 		ExtraCA:     f.extraCA,
 		NATSURL:     natsURL,
+		Token:       cl.WorkloadToken,
 		User:        user,
 		Stdin:       os.Stdin,
 		Stdout:      g.streams.out,

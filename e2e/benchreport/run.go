@@ -120,6 +120,7 @@ func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb
 	_, err := runner.Run(ctx, runner.Options{
 		Command:     []string{"/bin/sh", "-c", script.String()},
 		NATSURL:     srv.Addrs.NATS,
+		Token:       srv.WorkloadToken,
 		SidecarPath: filepath.Join(cfg.binDir, "chaperone-sidecar"),
 		User:        "bench",
 		Sandbox:     sb,

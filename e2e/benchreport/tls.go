@@ -191,6 +191,7 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 		Command:     []string{"/bin/sh", "-c", sh.String()},
 		ExtraCA:     []string{f.caFile},
 		NATSURL:     srv.Addrs.NATS,
+		Token:       srv.WorkloadToken,
 		SidecarPath: filepath.Join(cfg.binDir, "chaperone-sidecar"),
 		User:        "bench",
 		Sandbox:     recorded,

@@ -42,6 +42,12 @@ type Options struct {
 	// SlackCallback serves POST /callbacks/slack (it checks the signature
 	// itself); nil answers 404 there.
 	SlackCallback http.Handler
+	// WorkloadTokens serves POST /api/v1/workload-tokens (admins only; the
+	// local administrator in local mode); nil answers 503 there.
+	WorkloadTokens WorkloadTokenMinter
+	// SessionPolicy serves PUT and DELETE /api/v1/session-policies/{session}
+	// (admins only; the local administrator in local mode); nil answers 503.
+	SessionPolicy SessionPolicyPublisher
 }
 
 // RequestIDHeader carries the request id: taken from the request when it is
@@ -64,6 +70,8 @@ type server struct {
 	verifier  TokenVerifier
 	approvals ApprovalService
 	slack     http.Handler
+	tokens    WorkloadTokenMinter
+	policies  SessionPolicyPublisher
 
 	accessCounter *prometheus.CounterVec
 	metrics       *metrics
@@ -105,6 +113,8 @@ func newServer(o Options) *server {
 		verifier:  o.Verifier,
 		approvals: o.Approvals,
 		slack:     o.SlackCallback,
+		tokens:    o.WorkloadTokens,
+		policies:  o.SessionPolicy,
 		metrics:   newMetrics(reg),
 		mux:       http.NewServeMux(),
 		now:       time.Now,
@@ -138,6 +148,9 @@ func (s *server) routes() []route {
 		{http.MethodPost, "/api/v1/approvals/{id}/approve", s.approve},
 		{http.MethodPost, "/api/v1/approvals/{id}/deny", s.deny},
 		{http.MethodPost, "/callbacks/slack", s.slackCallback},
+		{http.MethodPost, "/api/v1/workload-tokens", s.workloadToken},
+		{http.MethodPut, "/api/v1/session-policies/{session}", s.putSessionPolicy},
+		{http.MethodDelete, "/api/v1/session-policies/{session}", s.deleteSessionPolicy},
 	}
 }
 

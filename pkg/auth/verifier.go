@@ -68,6 +68,22 @@ type Options struct {
 	KeyMaxAge time.Duration
 	// Logger receives discovery and key-set messages. Nil discards.
 	Logger *slog.Logger
+	// DiscoveryURL, when set, is where discovery is read instead of
+	// Issuer: a Kubernetes API server names an issuer (say
+	// https://kubernetes.default.svc.cluster.local) that is not always
+	// reachable under that name. Tokens must still carry Issuer.
+	DiscoveryURL string
+	// BearerTokenFile, when set, is read on every discovery and key-set
+	// request and sent as a bearer token: a Kubernetes API server serves
+	// its discovery only to authenticated callers unless anonymous
+	// discovery is bound. Ignored with HTTPClient.
+	BearerTokenFile string
+	// KeySet, when set, verifies signatures in process and skips discovery
+	// (an issuer of this process's own, as in one-machine mode).
+	KeySet oidc.KeySet
+	// SigningAlgs are the algorithms accepted with KeySet; empty means
+	// RS256 and ES256.
+	SigningAlgs []string
 }
 
 // Verifier turns bearer tokens into principals.
@@ -97,15 +113,36 @@ func NewVerifier(ctx context.Context, o Options) (*Verifier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if o.KeySet != nil {
+		algs := o.SigningAlgs
+		if len(algs) == 0 {
+			algs = []string{oidc.RS256, oidc.ES256}
+		}
+		return &Verifier{
+			verifier: oidc.NewVerifier(o.Issuer, o.KeySet, &oidc.Config{
+				ClientID:             o.ClientID,
+				SupportedSigningAlgs: algs,
+			}),
+			groupsClaim: o.GroupsClaim,
+			roles:       o.Roles,
+		}, nil
+	}
 	hc := o.HTTPClient
 	if hc == nil {
 		var err error
-		if hc, err = httpClient(o.CAFile); err != nil {
+		if hc, err = httpClient(o.CAFile, o.BearerTokenFile); err != nil {
 			return nil, err
 		}
 	}
 	dctx := oidc.ClientContext(ctx, hc)
-	provider, err := oidc.NewProvider(dctx, o.Issuer)
+	if o.DiscoveryURL != "" && o.DiscoveryURL != o.Issuer {
+		// go-oidc then reads discovery at DiscoveryURL and still checks
+		// that the document and the tokens name Issuer.
+		dctx = oidc.InsecureIssuerURLContext(dctx, o.Issuer)
+	} else {
+		o.DiscoveryURL = o.Issuer
+	}
+	provider, err := oidc.NewProvider(dctx, o.DiscoveryURL)
 	if err != nil {
 		return nil, fmt.Errorf("oidc discovery %s: %w", o.Issuer, err)
 	}
@@ -146,18 +183,9 @@ func NewVerifier(ctx context.Context, o Options) (*Verifier, error) {
 // Verify checks raw, a JWT ID token, and returns its principal with roles.
 // Errors wrap one of the Err* reasons above.
 func (v *Verifier) Verify(ctx context.Context, raw string) (principal.Principal, error) {
-	if raw == "" {
-		return principal.Principal{}, ErrNoToken
-	}
-	if err := precheck(raw); err != nil {
-		return principal.Principal{}, err
-	}
-	tok, err := v.verifier.Verify(ctx, raw)
+	tok, err := v.Token(ctx, raw)
 	if err != nil {
-		return principal.Principal{}, classify(err)
-	}
-	if tok.Subject == "" {
-		return principal.Principal{}, ErrNoSubject
+		return principal.Principal{}, err
 	}
 	var claims map[string]json.RawMessage
 	if err := tok.Claims(&claims); err != nil {
@@ -173,6 +201,26 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (principal.Principal,
 	}
 	p.Groups = groups
 	return v.roles.Apply(p), nil
+}
+
+// Token checks raw, a signed JWT, the way Verify does (signature, issuer,
+// audience, expiry, subject) and returns it for callers that read claims
+// of their own. Errors wrap one of the Err* reasons above.
+func (v *Verifier) Token(ctx context.Context, raw string) (*oidc.IDToken, error) {
+	if raw == "" {
+		return nil, ErrNoToken
+	}
+	if err := precheck(raw); err != nil {
+		return nil, err
+	}
+	tok, err := v.verifier.Verify(ctx, raw)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if tok.Subject == "" {
+		return nil, ErrNoSubject
+	}
+	return tok, nil
 }
 
 // parseGroups reads a groups claim: absent, a list of strings, or one
@@ -270,8 +318,8 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 const fetchTimeout = 30 * time.Second
 
 // httpClient returns the client for the issuer: system roots plus those in
-// caFile.
-func httpClient(caFile string) (*http.Client, error) {
+// caFile, and the bearer token in tokenFile when one is given.
+func httpClient(caFile, tokenFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
@@ -287,5 +335,12 @@ func httpClient(caFile string) (*http.Client, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &http.Client{Transport: tr, Timeout: fetchTimeout}, nil
+	var rt http.RoundTripper = tr
+	if tokenFile != "" {
+		if _, err := readBearer(tokenFile); err != nil {
+			return nil, err
+		}
+		rt = &bearerTransport{file: tokenFile, next: tr}
+	}
+	return &http.Client{Transport: rt, Timeout: fetchTimeout}, nil
 }

@@ -91,6 +91,7 @@ func Run(ctx context.Context, o Options) error {
 		Command:     []string{"/bin/bash", "-c", script},
 		Env:         []string{"DEMO_HTTP=" + tgt.httpAddr(), "DEMO_ECHO=" + tgt.echoAddr(), "DEMO_TOKEN=" + demoToken},
 		NATSURL:     srv.Addrs.NATS,
+		Token:       srv.WorkloadToken,
 		SidecarPath: filepath.Join(o.BinDir, "chaperone-sidecar"),
 		User:        runner.CurrentUser(),
 		Sandbox:     sb,

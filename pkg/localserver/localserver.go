@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/chaperone-dev/chaperone/pkg/client"
 )
 
 // Addresses is DATA_DIR/addresses.json as chaperone-server writes it.
@@ -162,4 +164,14 @@ func (s *Server) closeLog() {
 	if s.logFile != nil {
 		_ = s.logFile.Close()
 	}
+}
+
+// WorkloadToken asks the server for the NATS token of session, for
+// runner.Options.Token: a sidecar presents it to the server's auth callout.
+func (s *Server) WorkloadToken(ctx context.Context, session string) (string, error) {
+	cl, err := client.New(s.Addrs.HTTP)
+	if err != nil {
+		return "", err
+	}
+	return cl.WorkloadToken(ctx, session)
 }

@@ -33,7 +33,26 @@ type EmbeddedOptions struct {
 	// ReadyTimeout bounds the wait for the server to accept connections
 	// (default 10s).
 	ReadyTimeout time.Duration
+	// Auth, when set, makes clients authenticate: Auth.User with its
+	// password, everyone else through the auth callout. Nil leaves the
+	// server open, as tests on loopback want it.
+	Auth *EmbeddedAuth
 }
+
+// EmbeddedAuth is the authentication of the embedded server.
+type EmbeddedAuth struct {
+	// User and Password are the server's own user: full rights in the
+	// global account, and the user that answers the auth callout.
+	User     string
+	Password string
+	// CalloutIssuer is the public account nkey that signs the callout's
+	// answers (see pkg/natsauth).
+	CalloutIssuer string
+}
+
+// calloutTimeout is how long a client's connect may wait for the callout:
+// verifying a token can fetch the issuer's key set.
+const calloutTimeout = 10 * time.Second
 
 // Embedded is a NATS server with JetStream running inside this process.
 type Embedded struct {
@@ -76,6 +95,14 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		// No HTTP monitoring, clustering, leafnodes or websockets: the
 		// embedded server serves this machine's producers and nothing else.
 		HTTPPort: 0,
+	}
+	if a := o.Auth; a != nil {
+		if a.User == "" || a.Password == "" || a.CalloutIssuer == "" {
+			return nil, errors.New("embedded nats: auth needs a user, a password and a callout issuer")
+		}
+		opts.Users = []*server.User{{Username: a.User, Password: a.Password}}
+		opts.AuthCallout = &server.AuthCallout{Issuer: a.CalloutIssuer, AuthUsers: []string{a.User}}
+		opts.AuthTimeout = calloutTimeout.Seconds()
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

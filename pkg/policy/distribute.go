@@ -18,7 +18,7 @@ import (
 // which puts a set under its own session's key.
 const (
 	// Bucket is the key-value bucket holding the distributed sets.
-	Bucket = "chaperone-policy"
+	Bucket = "CHAPERONE_POLICY"
 	// KeyCluster holds the set every session decides with.
 	KeyCluster = "current"
 	// sessionKeyPrefix + session id holds a set for that session alone; it

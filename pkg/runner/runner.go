@@ -19,7 +19,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/chaperone-dev/chaperone/pkg/policy"
 	"github.com/chaperone-dev/chaperone/pkg/sandbox"
 	"github.com/chaperone-dev/chaperone/sidecar/certs"
 )
@@ -55,6 +54,10 @@ type Options struct {
 	User string
 	// SidecarArgs are extra flags for `chaperone-sidecar proxy`.
 	SidecarArgs []string
+	// Token, when set, gives the session's NATS token, which the sidecar
+	// presents to the server's auth callout; it is fetched again while the
+	// run lasts. Nil connects without one.
+	Token TokenFunc
 	// ExtraCA are PEM files of roots the sidecar trusts upstream besides
 	// the system's (--extra-ca); they are copied where the sidecar's UID
 	// can read them.
@@ -77,10 +80,13 @@ type Options struct {
 	// Started, when set, is called once the sidecar is ready and before the
 	// command starts.
 	Started func(Started)
-	// Policy, when set, is the policy of this session alone: it is put in
-	// the server's distribution bucket under the session's key before the
-	// sidecar starts (which waits for it) and withdrawn after the run.
-	Policy *policy.Set
+	// Policy, when set, is SessionPolicy YAML for this session alone: the
+	// server (through Policies) compiles it and puts it in its distribution
+	// bucket under the session's key before the sidecar starts (which waits
+	// for it); it is withdrawn after the run.
+	Policy []byte
+	// Policies distributes Policy; required with it.
+	Policies PolicyPublisher
 }
 
 // Started describes a ready sidecar, for Options.Started.
@@ -171,8 +177,11 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	}
 	res.HostIP = sb.HostIP()
 
-	if opts.Policy != nil {
-		withdraw, err := putPolicy(ctx, opts.NATSURL, opts.Session, opts.Policy)
+	if len(opts.Policy) > 0 {
+		if opts.Policies == nil {
+			return res, errors.New("a session policy needs Options.Policies to distribute it")
+		}
+		withdraw, err := putPolicy(ctx, opts.Policies, opts.Session, opts.Policy)
 		if err != nil {
 			return res, err
 		}
@@ -206,6 +215,16 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	}()
 	opts.SidecarArgs = append(trustArgs, opts.SidecarArgs...)
 	trustDir := filepath.Join(tlsDir, "trust")
+	if opts.Token != nil {
+		tokenArgs, err := writeToken(ctx, tlsDir, opts.Session, opts.Token)
+		if err != nil {
+			return res, err
+		}
+		opts.SidecarArgs = append(tokenArgs, opts.SidecarArgs...)
+		rctx, stopRefresh := context.WithCancel(ctx)
+		defer stopRefresh()
+		go refreshToken(rctx, filepath.Join(tlsDir, tokenFileName), opts.Session, opts.Token, log)
+	}
 
 	staged, cleanBin, err := stageSidecar(opts.SidecarPath, opts.Session)
 	if err != nil {

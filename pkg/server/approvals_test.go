@@ -13,7 +13,6 @@ import (
 
 	"github.com/chaperone-dev/chaperone/pkg/approvals"
 	"github.com/chaperone-dev/chaperone/pkg/event"
-	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 )
 
 // TestApprovalsWired runs the server with a webhook and a signing secret,
@@ -35,11 +34,11 @@ func TestApprovalsWired(t *testing.T) {
 		ApprovalWebhookURL: hook.URL, SlackSigningSecretFile: secret, ShutdownTimeout: 30 * time.Second}
 	s := start(t, cfg)
 
-	nc, err := natsbus.Connect(t.Context(), s.addrs.NATS)
+	// Asked the way a sidecar asks: with the token of its session.
+	nc, err := workloadConn(t, s.addrs.NATS, "sess-wired", mintToken(t, s.addrs.HTTP, "sess-wired"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
 	req := approvals.Request{ID: "req-wired", Session: "sess-wired", Summary: "drop table users",
 		ApproverGroups: []string{"dba"}, Timeout: time.Minute, Requester: event.Identity{User: "dev"}}
 	got := make(chan approvals.Decision, 1)

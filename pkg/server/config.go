@@ -67,6 +67,35 @@ type Config struct {
 	// {"U024BE7LH": {"email": "ann@example.com", "groups": ["sre"]}}).
 	SlackUsersFile string
 
+	// Workload authentication on NATS (see workload.go and pkg/natsauth).
+	// WorkloadIssuer is the cluster's service-account issuer; without it
+	// only tokens the server mints itself are accepted.
+	WorkloadIssuer string
+	// WorkloadAudience is the audience workload tokens must carry, the one
+	// the webhook projects (default DefaultWorkloadAudience).
+	WorkloadAudience string
+	// WorkloadDiscoveryURL is where the issuer's discovery is read when the
+	// issuer URL is not reachable under its own name.
+	WorkloadDiscoveryURL string
+	// WorkloadCAFile holds PEM roots for the issuer's TLS certificate.
+	WorkloadCAFile string
+	// WorkloadTokenFile holds a bearer token for discovery and key-set
+	// requests (the server's own service-account token).
+	WorkloadTokenFile string
+	// NodeAgentServiceAccounts are NAMESPACE/NAME of node agents.
+	NodeAgentServiceAccounts []string
+	// NATSUser and NATSPasswordFile are the server's own NATS user; the
+	// embedded server generates a password when no file is given.
+	NATSUser         string
+	NATSPasswordFile string
+	// NATSCalloutSeedFile holds the account nkey seed that signs callout
+	// answers for an external NATS (whose auth_callout names its public
+	// key); without it the server answers no callout there.
+	NATSCalloutSeedFile string
+	// NATSCalloutAccount is the account workloads are placed in on an
+	// external NATS (default natsauth.GlobalAccount).
+	NATSCalloutAccount string
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// LogFormat is text or json.
@@ -115,6 +144,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.validateOIDC(); err != nil {
+		return err
+	}
+	if err := c.validateWorkload(); err != nil {
 		return err
 	}
 	if c.LocalMode() && !isLoopback(host) {

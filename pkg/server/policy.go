@@ -74,28 +74,50 @@ func (d *Distributor) Publish(ctx context.Context, policies []v1alpha1.SessionPo
 	return nil
 }
 
+// PutSession makes set the policy of one session alone, replacing the
+// cluster set for it while it exists; nil withdraws it. Only the server
+// writes the bucket: workloads may read it, and `chaperonectl run --policy`
+// comes through the API.
+func (d *Distributor) PutSession(ctx context.Context, session string, set *policy.Set) error {
+	key, err := policy.SessionKey(session)
+	if err != nil {
+		return err
+	}
+	rev, err := policy.Put(ctx, d.kv, key, set)
+	if err != nil {
+		return err
+	}
+	if set == nil {
+		d.log.Info("session policy withdrawn", slog.String("session", session))
+		return nil
+	}
+	d.log.Info("session policy distributed", slog.String("session", session), slog.String("hash", set.Hash()),
+		slog.Int("policies", set.Len()), slog.Uint64("revision", rev))
+	return nil
+}
+
 // startPolicy distributes --policy-file (or withdraws any policy when
 // there is none) and watches the file for changes until the returned stop
 // is called. A file that does not load or compile at start stops the
 // server; later, a bad edit is logged and the last good set stays.
-func startPolicy(ctx context.Context, cfg Config, js jetstream.JetStream, logger *slog.Logger) (func(context.Context) error, error) {
+func startPolicy(ctx context.Context, cfg Config, js jetstream.JetStream, logger *slog.Logger) (*Distributor, func(context.Context) error, error) {
 	log := logger.With(slog.String("component", "policy"))
 	d, err := NewDistributor(ctx, js, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if cfg.PolicyFile == "" {
 		if err := d.Publish(ctx, nil, "no policy file"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return func(context.Context) error { return nil }, nil
+		return d, func(context.Context) error { return nil }, nil
 	}
 	st, err := fileStamp(cfg.PolicyFile)
 	if err != nil {
-		return nil, fmt.Errorf("--policy-file: %w", err)
+		return nil, nil, fmt.Errorf("--policy-file: %w", err)
 	}
 	if err := loadAndPublish(ctx, d, cfg.PolicyFile); err != nil {
-		return nil, fmt.Errorf("--policy-file: %w", err)
+		return nil, nil, fmt.Errorf("--policy-file: %w", err)
 	}
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
@@ -119,7 +141,7 @@ func startPolicy(ctx context.Context, cfg Config, js jetstream.JetStream, logger
 			}
 		}
 	}()
-	return func(context.Context) error { cancel(); <-done; return nil }, nil
+	return d, func(context.Context) error { cancel(); <-done; return nil }, nil
 }
 
 func loadAndPublish(ctx context.Context, d *Distributor, path string) error {

@@ -88,12 +88,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	push("store", func(context.Context) error { return st.Close() })
 	logger.Info("store open", slog.String("path", dbPath))
 
+	// Workload authentication: keys, and the cluster issuer's discovery.
+	na, err := cfg.natsAuth(ctx, logger.With(slog.String("component", "natsauth")))
+	if err != nil {
+		return err
+	}
 	natsURL := cfg.NATSURL
 	if natsURL == "" {
 		emb, err := natsbus.StartEmbedded(ctx, natsbus.EmbeddedOptions{
 			Addr:     cfg.NATSAddr,
 			StoreDir: filepath.Join(cfg.DataDir, NATSDir),
 			Logger:   logger,
+			Auth:     na.embedded(),
 		})
 		if err != nil {
 			return err
@@ -101,7 +107,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 		push("embedded nats", emb.Shutdown)
 		natsURL = emb.ClientURL()
 	}
-	nc, err := natsbus.Connect(ctx, natsURL, nats.Name("chaperone-server"), natsbus.LogEvents(logger.With(slog.String("component", "nats"))))
+	nc, err := natsbus.Connect(ctx, natsURL, append([]nats.Option{nats.Name("chaperone-server"),
+		natsbus.LogEvents(logger.With(slog.String("component", "nats")))}, na.connectOptions()...)...)
 	if err != nil {
 		return err
 	}
@@ -120,6 +127,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	}
 	if err := natsbus.EnsureStreams(ctx, js); err != nil {
 		return err
+	}
+	callout, err := na.startCallout(ctx, nc, reg, logger.With(slog.String("component", "natsauth")))
+	if err != nil {
+		return err
+	}
+	if callout != nil {
+		push("nats auth callout", callout.Stop)
 	}
 
 	ing, err := ingest.New(ingest.Options{
@@ -153,7 +167,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 		}
 		return ing.Ready()
 	}
-	stopPolicy, err := startPolicy(ctx, cfg, js, logger)
+	distributor, stopPolicy, err := startPolicy(ctx, cfg, js, logger)
 	if err != nil {
 		return err
 	}
@@ -165,16 +179,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	push("approvals", stopApprovals)
 
 	handler := api.New(api.Options{
-		Approvals:     appr,
-		SlackCallback: slackCB,
-		Store:         st,
-		Logger:        logger.With(slog.String("component", "api")),
-		Registry:      reg,
-		Ready:         ready,
-		NATSURL:       natsURL,
-		LocalMode:     cfg.LocalMode(),
-		Version:       cfg.Version,
-		Verifier:      verifierOrNil(verifier),
+		Approvals:      appr,
+		SlackCallback:  slackCB,
+		Store:          st,
+		Logger:         logger.With(slog.String("component", "api")),
+		Registry:       reg,
+		Ready:          ready,
+		NATSURL:        natsURL,
+		LocalMode:      cfg.LocalMode(),
+		Version:        cfg.Version,
+		Verifier:       verifierOrNil(verifier),
+		WorkloadTokens: na.local,
+		SessionPolicy:  distributor,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

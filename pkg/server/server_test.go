@@ -48,6 +48,12 @@ func testLogger() *slog.Logger {
 // start runs the server on cfg and waits for addresses.json.
 func start(tb testing.TB, cfg Config) *started {
 	tb.Helper()
+	if cfg.NATSPasswordFile == "" {
+		cfg.NATSPasswordFile = filepath.Join(tb.TempDir(), "nats-password")
+		if err := os.WriteFile(cfg.NATSPasswordFile, []byte(testNATSPassword+"\n"), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &started{cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- Run(ctx, cfg, testLogger()) }()
@@ -94,9 +100,15 @@ func newEvent(session string, seq uint64) *event.Event {
 	return e
 }
 
+// testNATSPassword is the server's own NATS password in tests (start
+// writes it unless the config names a file).
+const testNATSPassword = "test-nats-password"
+
+// jsFor connects to the server's NATS as the server's own user.
 func jsFor(tb testing.TB, url string) jetstream.JetStream {
 	tb.Helper()
-	nc, err := natsbus.Connect(context.Background(), url, nats.ReconnectWait(20*time.Millisecond))
+	nc, err := natsbus.Connect(context.Background(), url, nats.ReconnectWait(20*time.Millisecond),
+		nats.UserInfo(DefaultNATSUser, testNATSPassword))
 	if err != nil {
 		tb.Fatal(err)
 	}
