@@ -28,11 +28,15 @@ func (c *conn) clientSide() error {
 			stream:   stream,
 			method:   req.Method,
 			target:   req.RequestURI,
+			host:     req.Host,
 			upgrade:  upgradeRequested(req),
 			start:    start,
 			recorded: make(chan struct{}),
 			answered: make(chan struct{}),
 			switched: make(chan bool, 1),
+		}
+		if x.upgrade {
+			x.header = req.Header.Clone()
 		}
 		select {
 		case c.pending <- x:
@@ -71,7 +75,7 @@ func (c *conn) clientSide() error {
 				switched = true // whatever follows is not ours to parse
 			}
 			if switched {
-				return c.end(c.up, drain(br))
+				return c.end(c.up, c.drainUpgraded(br, x, true))
 			}
 		}
 	}
