@@ -56,9 +56,9 @@ type Authority struct {
 	// the agent (TrustPEM) until it expires, nil before the first rotation.
 	cur, prev *generation
 	lru       *list.List // of *entry, most recent first
-	byName   map[string]*list.Element
-	inflight map[string]*mint
-	minted   atomic.Uint64
+	byName    map[string]*list.Element
+	inflight  map[string]*mint
+	minted    atomic.Uint64
 }
 
 type entry struct {
