@@ -30,6 +30,8 @@ import (
 const (
 	streamIdleTimeout     = 4 * time.Hour
 	streamCreationTimeout = remotecommand.DefaultStreamCreationTimeout
+	// firstResizeWait bounds the wait for a TTY's initial size.
+	firstResizeWait = 5 * time.Second
 )
 
 // Node is a node of the test bed with a stand-in kubelet: an HTTPS server
@@ -316,6 +318,15 @@ func runTTY(c *exec.Cmd, in io.Reader, out io.Writer, resize <-chan remotecomman
 	defer master.Close()
 	c.Stdin, c.Stdout, c.Stderr = tty, tty, tty
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	// The client sends its terminal's size first thing; wait a little for
+	// it so that the command starts with the right size, not 0x0.
+	select {
+	case s, ok := <-resize:
+		if ok {
+			_ = setWinsize(master, s.Width, s.Height)
+		}
+	case <-time.After(firstResizeWait):
+	}
 	err = c.Start()
 	_ = tty.Close() // the child holds it now
 	if err != nil {
