@@ -320,12 +320,14 @@ func runTTY(c *exec.Cmd, in io.Reader, out io.Writer, resize <-chan remotecomman
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	// The client sends its terminal's size first thing; wait a little for
 	// it so that the command starts with the right size, not 0x0.
-	select {
-	case s, ok := <-resize:
-		if ok {
-			_ = setWinsize(master, s.Width, s.Height)
+	if resize != nil {
+		select {
+		case s, ok := <-resize:
+			if ok {
+				_ = setWinsize(master, s.Width, s.Height)
+			}
+		case <-time.After(firstResizeWait):
 		}
-	case <-time.After(firstResizeWait):
 	}
 	err = c.Start()
 	_ = tty.Close() // the child holds it now
