@@ -199,13 +199,15 @@ func TestKubectlExecRecorded(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(served, cast) {
 		t.Errorf("server .cast (%s) differs from the CLI export:\n%s\nvs\n%s", resp.Status, served, cast)
 	}
-	replay, err := exec.CommandContext(t.Context(), "asciinema", "cat", castFile).CombinedOutput()
+	// asciinema reads its controls from /dev/tty: give it a terminal.
+	replay, err := exec.CommandContext(t.Context(), "script", "-qec", "asciinema cat "+castFile, "/dev/null").CombinedOutput()
 	if err != nil {
 		t.Fatalf("asciinema cat: %v\n%s", err, replay)
 	}
 	if !bytes.Contains(replay, []byte("hi\ngot world\n")) && !bytes.Contains(replay, []byte("hi\r\ngot world\r\n")) {
 		t.Errorf("asciinema cat replays %q, want the exec's output", replay)
 	}
+	t.Logf("streams %v; cast of %s:\n%s", order, name, cast)
 	if t.Failed() {
 		dumpEvents(t, evs)
 	}

@@ -90,8 +90,9 @@ func (c *Cluster) StartNode(ctx context.Context, name string) (*Node, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/exec/{ns}/{pod}/{container}", n.exec)
 	mux.HandleFunc("/exec/{ns}/{pod}/{uid}/{container}", n.exec)
-	mux.HandleFunc("/portforward/{ns}/{pod}", n.portForward)
-	mux.HandleFunc("/portforward/{ns}/{pod}/{uid}", n.portForward)
+	// The kubelet's path is camel-cased.
+	mux.HandleFunc("/portForward/{ns}/{pod}", n.portForward)
+	mux.HandleFunc("/portForward/{ns}/{pod}/{uid}", n.portForward)
 	n.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -217,7 +218,7 @@ func (n *Node) exec(w http.ResponseWriter, r *http.Request) {
 	}
 	withOrigin(r)
 	n.logger.Info("exec", logKeyPod, r.PathValue("ns")+"/"+r.PathValue("pod"), "container", r.PathValue("container"),
-		"command", strings.Join(cmd, " "), "tty", opts.TTY, "websocket", r.Header.Get("Upgrade"))
+		"command", strings.Join(cmd, " "), "tty", opts.TTY, "upgrade", r.Header.Get("Upgrade"))
 	remotecommand.ServeExec(w, r, processExecutor{}, r.PathValue("pod"), r.PathValue("uid"), r.PathValue("container"), cmd, opts,
 		streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
 }
