@@ -20,7 +20,7 @@ import (
 )
 
 // execScript is what the agent runs: an interactive exec fed from a pipe,
-// an exec with a terminal (kubectl gets one from script(1), sized 97x31),
+// an attach fed from a pipe, an exec with a terminal (kubectl gets one from script(1), sized 97x31),
 // and a port-forward that curl goes through. Each kubectl talks to the
 // real API server through the real sidecar, trusting only its bundle.
 const execScript = `set -u
@@ -32,6 +32,9 @@ kubectl config use-context bed >/dev/null
 
 printf 'world\n' | kubectl exec -i agent-shell -- /bin/sh -c 'echo hi; read x; echo "got $x"; echo warn >&2; exit 3'
 echo "exec-exit=$?"
+
+printf 'echo attached-ok\nexit 0\n' | kubectl attach -i agent-shell -c main
+echo "attach-exit=$?"
 
 script -qec "stty cols 97 rows 31; kubectl exec -it agent-shell -- /bin/sh -c 'stty size; echo tty-ok'" /dev/null </dev/null
 echo "tty-exit=$?"
@@ -50,7 +53,7 @@ echo done
 `
 
 // TestKubectlExecRecorded runs the real kubectl exec (piped stdin, and a
-// terminal) and port-forward in a recorded namespace against the real
+// terminal), attach and port-forward in a recorded namespace against the real
 // kube-apiserver, which streams to a node served by the kubelet's own
 // streaming code running real processes. The kubectl → API server leg
 // passes the sidecar (WebSocket v5 and the SPDY-over-WebSocket
@@ -95,7 +98,7 @@ func TestKubectlExecRecorded(t *testing.T) {
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("kubectl script: %v (exit %d)\n%s\nsidecar:\n%s", err, res.ExitCode, out.String(), sidecarLog.String())
 	}
-	for _, want := range []string{"hi\ngot world\n", "warn", "exec-exit=3", "31 97", "tty-ok", "tty-exit=0", "forwarded-ok /forwarded", "done"} {
+	for _, want := range []string{"hi\ngot world\n", "warn", "exec-exit=3", "attached-ok", "attach-exit=0", "31 97", "tty-ok", "tty-exit=0", "forwarded-ok /forwarded", "done"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("kubectl output lacks %q:\n%s", want, out.String())
 		}
@@ -160,6 +163,15 @@ func TestKubectlExecRecorded(t *testing.T) {
 	}
 	if tty.exit == nil || *tty.exit != 0 {
 		t.Errorf("tty exit %v, want 0", tty.exit)
+	}
+
+	// The attach: the shell's input and output.
+	_, at := find("attach-", "attached-ok")
+	if got := at.text("stdin"); got != "echo attached-ok\nexit 0\n" {
+		t.Errorf("attach stdin %q", got)
+	}
+	if at.exit == nil || *at.exit != 0 {
+		t.Errorf("attach exit %v, want 0", at.exit)
 	}
 
 	// The port-forward: curl's request up, the server's answer down.

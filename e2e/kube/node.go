@@ -45,7 +45,9 @@ const (
 //
 // The "containers" of its pods are this machine: exec runs the command as
 // a process of the test (with a pseudo-terminal when a TTY is asked for),
-// and port-forward connects to the port on 127.0.0.1. Attach is not served.
+// attach runs a fresh /bin/sh as if it were the container's main process
+// (there is none to attach to: each attach gets its own), and port-forward
+// connects to the port on 127.0.0.1.
 type Node struct {
 	name   string
 	logger *slog.Logger
@@ -90,6 +92,8 @@ func (c *Cluster) StartNode(ctx context.Context, name string) (*Node, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/exec/{ns}/{pod}/{container}", n.exec)
 	mux.HandleFunc("/exec/{ns}/{pod}/{uid}/{container}", n.exec)
+	mux.HandleFunc("/attach/{ns}/{pod}/{container}", n.attach)
+	mux.HandleFunc("/attach/{ns}/{pod}/{uid}/{container}", n.attach)
 	// The kubelet's path is camel-cased.
 	mux.HandleFunc("/portForward/{ns}/{pod}", n.portForward)
 	mux.HandleFunc("/portForward/{ns}/{pod}/{uid}", n.portForward)
@@ -221,6 +225,36 @@ func (n *Node) exec(w http.ResponseWriter, r *http.Request) {
 		"command", strings.Join(cmd, " "), "tty", opts.TTY, "upgrade", r.Header.Get("Upgrade"))
 	remotecommand.ServeExec(w, r, processExecutor{}, r.PathValue("pod"), r.PathValue("uid"), r.PathValue("container"), cmd, opts,
 		streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+}
+
+func (n *Node) attach(w http.ResponseWriter, r *http.Request) {
+	if !n.known(w, r) {
+		return
+	}
+	opts, err := remotecommand.NewOptions(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	withOrigin(r)
+	n.logger.Info("attach", logKeyPod, r.PathValue("ns")+"/"+r.PathValue("pod"), "container", r.PathValue("container"),
+		"tty", opts.TTY, "upgrade", r.Header.Get("Upgrade"))
+	remotecommand.ServeAttach(w, r, shellAttacher{}, r.PathValue("pod"), r.PathValue("uid"), r.PathValue("container"), opts,
+		streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+}
+
+// shellAttacher attaches to a fresh /bin/sh standing in for the
+// container's main process.
+type shellAttacher struct{}
+
+// AttachContainer runs the shell with the attach's streams. Its exit
+// status is not reported: an attach ends with success, as the kubelet's.
+func (shellAttacher) AttachContainer(ctx context.Context, name, uid, container string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
+	err := processExecutor{}.ExecInContainer(ctx, name, uid, container, []string{"/bin/sh"}, in, out, errw, tty, resize, 0)
+	if _, ok := errors.AsType[utilexec.CodeExitError](err); ok {
+		return nil
+	}
+	return err
 }
 
 func (n *Node) portForward(w http.ResponseWriter, r *http.Request) {
