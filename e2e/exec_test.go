@@ -19,8 +19,8 @@ import (
 	"github.com/chaperone-dev/chaperone/pkg/runner"
 )
 
-// execScript is what the agent runs: an interactive exec fed from a pipe,
-// an attach fed from a pipe, an exec with a terminal (kubectl gets one from script(1), sized 97x31),
+// execScript is what the agent runs: an interactive exec fed from a pipe
+// (over WebSocket v5, kubectl's default, and over SPDY/3.1), an attach fed from a pipe, an exec with a terminal (kubectl gets one from script(1), sized 97x31),
 // and a port-forward that curl goes through. Each kubectl talks to the
 // real API server through the real sidecar, trusting only its bundle.
 const execScript = `set -u
@@ -30,8 +30,12 @@ kubectl config set-credentials agent --token="$TOKEN" >/dev/null
 kubectl config set-context bed --cluster=bed --user=agent --namespace=default >/dev/null
 kubectl config use-context bed >/dev/null
 
-printf 'world\n' | kubectl exec -i agent-shell -- /bin/sh -c 'echo hi; read x; echo "got $x"; echo warn >&2; exit 3'
+printf 'world\n' | kubectl exec -i agent-shell -- /bin/sh -c 'echo hi; read x; echo "got $x"; echo warn >&2; exit 3' 2>"$WORK/exec.err"
 echo "exec-exit=$?"
+cat "$WORK/exec.err"
+
+printf 'legacy\n' | KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false kubectl exec -i agent-shell -- /bin/sh -c 'read y; echo "spdy $y"; exit 5'
+echo "spdy-exit=$?"
 
 printf 'echo attached-ok\nexit 0\n' | kubectl attach -i agent-shell -c main
 echo "attach-exit=$?"
@@ -98,7 +102,7 @@ func TestKubectlExecRecorded(t *testing.T) {
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("kubectl script: %v (exit %d)\n%s\nsidecar:\n%s", err, res.ExitCode, out.String(), sidecarLog.String())
 	}
-	for _, want := range []string{"hi\ngot world\n", "warn", "exec-exit=3", "attached-ok", "attach-exit=0", "31 97", "tty-ok", "tty-exit=0", "forwarded-ok /forwarded", "done"} {
+	for _, want := range []string{"hi\ngot world\n", "warn", "exec-exit=3", "spdy legacy", "spdy-exit=5", "attached-ok", "attach-exit=0", "31 97", "tty-ok", "tty-exit=0", "forwarded-ok /forwarded", "done"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("kubectl output lacks %q:\n%s", want, out.String())
 		}
@@ -165,6 +169,15 @@ func TestKubectlExecRecorded(t *testing.T) {
 		t.Errorf("tty exit %v, want 0", tty.exit)
 	}
 
+	// The same over SPDY/3.1, kubectl's fallback.
+	_, sp := find("exec-", "spdy legacy")
+	if got := sp.text("stdin"); got != "legacy\n" {
+		t.Errorf("spdy exec stdin %q", got)
+	}
+	if sp.exit == nil || *sp.exit != 5 {
+		t.Errorf("spdy exec exit %v, want 5", sp.exit)
+	}
+
 	// The attach: the shell's input and output.
 	_, at := find("attach-", "attached-ok")
 	if got := at.text("stdin"); got != "echo attached-ok\nexit 0\n" {
@@ -216,8 +229,13 @@ func TestKubectlExecRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("asciinema cat: %v\n%s", err, replay)
 	}
-	if !bytes.Contains(replay, []byte("hi\ngot world\n")) && !bytes.Contains(replay, []byte("hi\r\ngot world\r\n")) {
-		t.Errorf("asciinema cat replays %q, want the exec's output", replay)
+	// stdout and stderr are one output in a cast, in the order they were
+	// relayed, which between two pipes is up to the scheduler.
+	replay = bytes.ReplaceAll(replay, []byte("\r\n"), []byte("\n"))
+	for _, want := range []string{"hi\n", "got world\n", "warn\n"} {
+		if !bytes.Contains(replay, []byte(want)) {
+			t.Errorf("asciinema cat replays %q, want %q in it", replay, want)
+		}
 	}
 	t.Logf("streams %v; cast of %s:\n%s", order, name, cast)
 	if t.Failed() {
