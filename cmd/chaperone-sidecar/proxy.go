@@ -255,7 +255,7 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 		return errors.Join(fmt.Errorf("proxy: record session start: %w", err), flush())
 	}
 
-	tlsOpts, err := c.setupTLS()
+	tlsOpts, err := c.setupTLS(base, log)
 	if err != nil {
 		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
 	}
@@ -350,8 +350,10 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 }
 
 // setupTLS creates the sidecar's CA, writes the trust files for the agent
-// and loads the roots trusted upstream. The CA key stays in memory.
-func (c ProxyConfig) setupTLS() (*proxy.TLSOptions, error) {
+// and loads the roots trusted upstream. The CA key stays in memory. Until
+// ctx ends the CA is rotated before it expires, the trust files rewritten
+// with the new CA and the old one first.
+func (c ProxyConfig) setupTLS(ctx context.Context, log *slog.Logger) (*proxy.TLSOptions, error) {
 	roots, err := certs.RootPool(c.ExtraCA...)
 	if err != nil {
 		return nil, err
@@ -368,8 +370,10 @@ func (c ProxyConfig) setupTLS() (*proxy.TLSOptions, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := certs.WriteTrust(c.TrustDir, ca.CertPEM(), sys); err != nil {
+	publish := func(trust []byte) error { return certs.WriteTrust(c.TrustDir, trust, sys) }
+	if err := publish(ca.TrustPEM()); err != nil {
 		return nil, err
 	}
+	go ca.RotateLoop(ctx, certs.DefaultRotateCheck, publish, log)
 	return &proxy.TLSOptions{Minter: ca, RootCAs: roots, NoIntercept: bypass}, nil
 }

@@ -19,7 +19,7 @@ import (
 func exportCast(ctx context.Context, c *client.Client, w io.Writer, id, stream string) error {
 	var streams []string
 	err := c.Events(ctx, id, 0, func(e *event.Event) error {
-		if e.Kind == event.KindStreamData && e.StreamData != nil && !slices.Contains(streams, e.StreamData.Stream) {
+		if asciicast.Terminal(e) && !slices.Contains(streams, e.StreamData.Stream) {
 			streams = append(streams, e.StreamData.Stream)
 		}
 		return nil

@@ -25,31 +25,8 @@ func (c *Cluster) AddNode(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	capacity := corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse("8"),
-		corev1.ResourceMemory: resource.MustParse("16Gi"),
-		corev1.ResourcePods:   resource.MustParse("110"),
-	}
-	node, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-			corev1.LabelHostname: name, corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64",
-		}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return fmt.Errorf("create node %s: %w", name, err)
-	}
-	now := metav1.Now()
-	node.Status = corev1.NodeStatus{
-		Capacity:    capacity,
-		Allocatable: capacity,
-		Conditions: []corev1.NodeCondition{{
-			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "ChaperoneTestBed",
-			Message: "registered by the e2e/kube harness; no kubelet", LastHeartbeatTime: now, LastTransitionTime: now,
-		}},
-		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
-	}
-	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("node %s status: %w", name, err)
+	if err := c.registerNode(ctx, cs, name, 0); err != nil {
+		return err
 	}
 	c.binderStart.Do(func() {
 		c.mu.Lock()
@@ -65,6 +42,31 @@ func (c *Cluster) AddNode(ctx context.Context, name string) error {
 		}()
 	})
 	return nil
+}
+
+// nodeStatus is the status of a Ready node at 127.0.0.1 with room for 110
+// pods; a kubelet port other than 0 names its kubelet endpoint.
+func nodeStatus(kubeletPort int32) corev1.NodeStatus {
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("8"),
+		corev1.ResourceMemory: resource.MustParse("16Gi"),
+		corev1.ResourcePods:   resource.MustParse("110"),
+	}
+	now := metav1.Now()
+	msg := "registered by the e2e/kube harness; no kubelet"
+	if kubeletPort != 0 {
+		msg = "registered by the e2e/kube harness; stand-in kubelet"
+	}
+	return corev1.NodeStatus{
+		Capacity:    capacity,
+		Allocatable: capacity,
+		Conditions: []corev1.NodeCondition{{
+			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "ChaperoneTestBed",
+			Message: msg, LastHeartbeatTime: now, LastTransitionTime: now,
+		}},
+		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: kubeletPort}},
+	}
 }
 
 // bindLoop lists the unscheduled pods, binds them, then watches for more;

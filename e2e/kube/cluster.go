@@ -89,6 +89,7 @@ type Cluster struct {
 	userToken   string
 	procs       []*process // in start order
 	restConfig  *rest.Config
+	nodes       []*Node
 	stopBinder  context.CancelFunc
 	binderDone  chan struct{}
 	mu          sync.Mutex
@@ -233,6 +234,12 @@ func (c *Cluster) startAPIServer(ctx context.Context, binDir string, timeout tim
 			"--service-cluster-ip-range=" + ServiceCIDR,
 			"--allow-privileged=true",
 			"--cert-dir=" + filepath.Join(c.dir, "apiserver-certs"),
+			// Kubelets (the Node stand-ins) serve with certificates of the
+			// cluster CA and take the API server's client certificate.
+			"--kubelet-certificate-authority=" + c.pki.caFile,
+			"--kubelet-client-certificate=" + c.pki.kubeletClientCert,
+			"--kubelet-client-key=" + c.pki.kubeletClientKey,
+			"--kubelet-preferred-address-types=InternalIP",
 			"--profiling=false",
 			"--v=1",
 		})
@@ -391,6 +398,7 @@ func (c *Cluster) Stop() error {
 			stopBinder()
 			<-binderDone
 		}
+		c.stopNodes()
 		for i := len(c.procs) - 1; i >= 0; i-- {
 			c.procs[i].stop()
 		}

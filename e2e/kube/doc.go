@@ -15,6 +15,12 @@
 // way to a Pod with spec.nodeName set. Pods stay Pending: nothing runs their
 // containers unless a test does so itself.
 //
+// (*Cluster).StartNode adds a node with a stand-in kubelet instead (Node):
+// the API server reaches it like a kubelet, over TLS with the cluster CA and
+// its kubelet client certificate, and it serves exec, attach and
+// port-forward with the kubelet's own streaming server running real
+// processes on this machine; Node.RunPod puts a Running pod on it.
+//
 // Tests call Require to locate the binaries (it fails, never skips, with the
 // command that builds them) and StartTest to run a cluster for one test.
 package kube

@@ -28,6 +28,9 @@ type pki struct {
 	caFile, servingCert, servingKey string
 	saPub, saKey                    string
 	tokenFile                       string
+	// kubeletClientCert and kubeletClientKey are the API server's client
+	// certificate towards kubelets (see Node).
+	kubeletClientCert, kubeletClientKey string
 }
 
 // File names inside the pki directory.
@@ -38,6 +41,9 @@ const (
 	saPubName      = "sa.pub"
 	saKeyName      = "sa.key"
 	tokensName     = "tokens.csv"
+
+	kubeletClientCrtName = "apiserver-kubelet-client.crt"
+	kubeletClientKeyName = "apiserver-kubelet-client.key"
 )
 
 // newPKI writes a CA, the API server's serving certificate, the
@@ -53,6 +59,9 @@ func newPKI(dir string, tokens []staticToken) (*pki, error) {
 		saPub:       filepath.Join(dir, saPubName),
 		saKey:       filepath.Join(dir, saKeyName),
 		tokenFile:   filepath.Join(dir, tokensName),
+
+		kubeletClientCert: filepath.Join(dir, kubeletClientCrtName),
+		kubeletClientKey:  filepath.Join(dir, kubeletClientKeyName),
 	}
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -104,6 +113,19 @@ func newPKI(dir string, tokens []staticToken) (*pki, error) {
 	p.adminPEM, p.adminKey, err = p.issue(admin)
 	if err != nil {
 		return nil, fmt.Errorf("admin cert: %w", err)
+	}
+
+	// The API server's identity towards kubelets, as kubeadm names it.
+	kubeletClient := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	kcPEM, kcKey, err := p.issue(kubeletClient)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet client cert: %w", err)
+	}
+	if err := writeFiles(map[string][]byte{p.kubeletClientCert: kcPEM, p.kubeletClientKey: kcKey}); err != nil {
+		return nil, err
 	}
 
 	// The service-account signing key is RSA: the JWKS then serves RS256,

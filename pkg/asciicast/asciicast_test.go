@@ -121,7 +121,9 @@ func TestWriteNoStream(t *testing.T) {
 	if !errors.Is(err, ErrNoStream) {
 		t.Fatalf("err %v, want ErrNoStream", err)
 	}
-	if got := Streams(session()); strings.Join(got, ",") != "exec-1,exec-2" {
+	// A streamed HTTP/2 body's "data" chunks are no terminal stream.
+	evs := append(session(), sd(3000, "7", "data", "{\"type\":\"ADDED\"}"))
+	if got := Streams(evs); strings.Join(got, ",") != "exec-1,exec-2" {
 		t.Errorf("streams %v", got)
 	}
 }

@@ -173,12 +173,26 @@ func incomplete(p []byte) int {
 	return 0
 }
 
-// Streams returns the names of the streams with stream.data events, in
+// Terminal reports whether e is a stream.data event of a terminal stream
+// (exec, attach, port-forward: stdin, stdout, stderr, resize or exit), as
+// opposed to the "data" chunks of a streamed HTTP/2 response body.
+func Terminal(e *event.Event) bool {
+	if e.Kind != event.KindStreamData || e.StreamData == nil {
+		return false
+	}
+	switch e.StreamData.Channel {
+	case "stdin", "stdout", "stderr", "resize", "exit":
+		return true
+	}
+	return false
+}
+
+// Streams returns the names of the terminal streams (see Terminal), in
 // order of first appearance.
 func Streams(evs []*event.Event) []string {
 	var out []string
 	for _, e := range evs {
-		if e.Kind == event.KindStreamData && e.StreamData != nil && !slices.Contains(out, e.StreamData.Stream) {
+		if Terminal(e) && !slices.Contains(out, e.StreamData.Stream) {
 			out = append(out, e.StreamData.Stream)
 		}
 	}

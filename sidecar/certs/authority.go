@@ -38,27 +38,40 @@ type Options struct {
 	Validity time.Duration
 	// CacheSize bounds the cached leaves (default 1024 names).
 	CacheSize int
+	// RotateBefore is how long before the CA expires Rotate replaces it
+	// (default a third of Validity: ten days for thirty). The old CA stays
+	// trusted, in TrustPEM, until it expires.
+	RotateBefore time.Duration
 	// Now is the clock; default time.Now. Tests set it.
 	Now func() time.Time
 }
 
-// Authority is the sidecar's CA. It is safe for concurrent use.
+// Authority is the sidecar's CA. It is safe for concurrent use. A pod may
+// outlive the CA's validity: Rotate replaces the CA before it expires.
 type Authority struct {
 	opts Options
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
 
-	mu       sync.Mutex
-	lru      *list.List // of *entry, most recent first
-	byName   map[string]*list.Element
-	inflight map[string]*mint
-	minted   atomic.Uint64
+	mu sync.Mutex
+	// cur signs new leaves; prev is the CA it replaced, still trusted by
+	// the agent (TrustPEM) until it expires, nil before the first rotation.
+	cur, prev *generation
+	lru       *list.List // of *entry, most recent first
+	byName    map[string]*list.Element
+	inflight  map[string]*mint
+	minted    atomic.Uint64
 }
 
 type entry struct {
 	name string
 	cert *tls.Certificate
+	gen  *generation // the CA that signed cert
+}
+
+// generation is one CA: its certificate, PEM and in-memory key.
+type generation struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
 }
 
 // mint is a leaf being minted; waiters block on done.
@@ -82,6 +95,24 @@ func New(opts Options) (*Authority, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.RotateBefore <= 0 || opts.RotateBefore >= opts.Validity {
+		opts.RotateBefore = opts.Validity / 3
+	}
+	gen, err := newGeneration(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Authority{
+		opts:     opts,
+		cur:      gen,
+		lru:      list.New(),
+		byName:   map[string]*list.Element{},
+		inflight: map[string]*mint{},
+	}, nil
+}
+
+// newGeneration creates a CA certificate for a fresh ECDSA P-256 key.
+func newGeneration(opts Options) (*generation, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("ca key: %w", err)
@@ -110,22 +141,22 @@ func New(opts Options) (*Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ca certificate: %w", err)
 	}
-	return &Authority{
-		opts:     opts,
-		cert:     cert,
-		key:      key,
-		pem:      certPEM(der),
-		lru:      list.New(),
-		byName:   map[string]*list.Element{},
-		inflight: map[string]*mint{},
-	}, nil
+	return &generation{cert: cert, key: key, pem: certPEM(der)}, nil
 }
 
-// Certificate returns the CA certificate.
-func (a *Authority) Certificate() *x509.Certificate { return a.cert }
+// Certificate returns the CA certificate that signs new leaves.
+func (a *Authority) Certificate() *x509.Certificate {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cur.cert
+}
 
-// CertPEM returns the CA certificate as PEM.
-func (a *Authority) CertPEM() []byte { return a.pem }
+// CertPEM returns the current CA certificate as PEM.
+func (a *Authority) CertPEM() []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cur.pem
+}
 
 // Minted counts the leaves minted so far (cache misses).
 func (a *Authority) Minted() uint64 { return a.minted.Load() }
@@ -140,7 +171,7 @@ func (a *Authority) Leaf(ctx context.Context, name string) (*tls.Certificate, er
 	a.mu.Lock()
 	if el, ok := a.byName[name]; ok {
 		e := el.Value.(*entry)
-		if a.opts.Now().Before(e.cert.Leaf.NotAfter.Add(-renewBefore)) {
+		if e.gen == a.cur && a.opts.Now().Before(e.cert.Leaf.NotAfter.Add(-renewBefore)) {
 			a.lru.MoveToFront(el)
 			a.mu.Unlock()
 			return e.cert, nil
@@ -152,14 +183,17 @@ func (a *Authority) Leaf(ctx context.Context, name string) (*tls.Certificate, er
 	if !ok {
 		m = &mint{done: make(chan struct{})}
 		a.inflight[name] = m
+		gen := a.cur
 		a.mu.Unlock()
 		// The mint runs to completion whoever waits: a caller that gives
 		// up must not fail the others.
-		m.cert, m.err = a.mint(name)
+		m.cert, m.err = a.mint(gen, name)
 		a.mu.Lock()
 		delete(a.inflight, name)
-		if m.err == nil {
-			a.add(name, m.cert)
+		// A leaf of a CA rotated away meanwhile is served to these callers
+		// (it is still trusted) but not cached.
+		if m.err == nil && gen == a.cur {
+			a.add(name, m.cert, gen)
 		}
 		a.mu.Unlock()
 		close(m.done)
@@ -175,8 +209,8 @@ func (a *Authority) Leaf(ctx context.Context, name string) (*tls.Certificate, er
 }
 
 // add caches cert under name, evicting the least recently used; a.mu held.
-func (a *Authority) add(name string, cert *tls.Certificate) {
-	a.byName[name] = a.lru.PushFront(&entry{name: name, cert: cert})
+func (a *Authority) add(name string, cert *tls.Certificate, gen *generation) {
+	a.byName[name] = a.lru.PushFront(&entry{name: name, cert: cert, gen: gen})
 	for a.lru.Len() > a.opts.CacheSize {
 		old := a.lru.Back()
 		a.lru.Remove(old)
@@ -191,7 +225,7 @@ func (a *Authority) Cached() int {
 	return a.lru.Len()
 }
 
-func (a *Authority) mint(name string) (*tls.Certificate, error) {
+func (a *Authority) mint(gen *generation, name string) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("leaf %s: key: %w", name, err)
@@ -205,7 +239,7 @@ func (a *Authority) mint(name string) (*tls.Certificate, error) {
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    now.Add(-backdate),
-		NotAfter:     minTime(now.Add(a.opts.Validity), a.cert.NotAfter),
+		NotAfter:     minTime(now.Add(a.opts.Validity), gen.cert.NotAfter),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -214,7 +248,7 @@ func (a *Authority) mint(name string) (*tls.Certificate, error) {
 	} else {
 		tmpl.DNSNames = []string{name}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, key.Public(), a.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, gen.cert, key.Public(), gen.key)
 	if err != nil {
 		return nil, fmt.Errorf("leaf %s: %w", name, err)
 	}
@@ -224,7 +258,7 @@ func (a *Authority) mint(name string) (*tls.Certificate, error) {
 	}
 	a.minted.Add(1)
 	return &tls.Certificate{
-		Certificate: [][]byte{der, a.cert.Raw},
+		Certificate: [][]byte{der, gen.cert.Raw},
 		PrivateKey:  key,
 		Leaf:        leaf,
 	}, nil

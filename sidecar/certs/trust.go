@@ -15,7 +15,8 @@ import (
 const (
 	// DefaultTrustDir is where the sidecar writes the trust files in a pod.
 	DefaultTrustDir = "/var/run/chaperone/trust"
-	// CAFile holds only the sidecar's CA certificate.
+	// CAFile holds only the sidecar's CA certificates: the current one and,
+	// for a while after a rotation, the one it replaced (TrustPEM).
 	CAFile = "ca.crt"
 	// BundleFile holds the system roots followed by the sidecar's CA.
 	BundleFile = "bundle.crt"
@@ -97,7 +98,8 @@ func RootPool(extra ...string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// WriteTrust writes CAFile (caPEM) and BundleFile (roots, then caPEM) to
+// WriteTrust writes CAFile (caPEM, e.g. Authority.TrustPEM) and BundleFile
+// (roots, then caPEM) to
 // dir, creating it if needed, world-readable so that agent containers
 // running as any user can read them. Each file is replaced atomically.
 func WriteTrust(dir string, caPEM, roots []byte) error {

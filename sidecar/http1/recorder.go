@@ -217,6 +217,8 @@ type conn struct {
 	pair           Pair
 	mu             sync.Mutex
 	stats          Stats
+	// tap watches the connection after a switch of protocols, if any.
+	tap Tap
 }
 
 // exchange is one request on its way to being paired with its response.
@@ -224,6 +226,8 @@ type exchange struct {
 	stream  uint64
 	method  string
 	target  string // the request-target, as sent
+	host    string
+	header  http.Header // kept for upgrade requests only
 	upgrade bool
 	start   time.Time
 	// end is when the request body finished; read it after recorded closes.
@@ -237,6 +241,9 @@ type exchange struct {
 	// metaOnly records the exchange without bodies (RequestHook's
 	// Verdict).
 	metaOnly bool
+	// tap is set, before switched receives true, when the sink watches
+	// the upgraded connection.
+	tap Tap
 }
 
 // Relay relays p until both sides closed (or one failed, or ctx ended) and
@@ -276,6 +283,10 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.tap != nil {
+		// Both directions ended: flush what the tap still holds.
+		c.tap.Close()
+	}
 	c.stats.BytesUp = c.up.n
 	c.stats.BytesDown = c.down.n
 	return c.stats

@@ -39,11 +39,15 @@ func (c *conn) clientSide() error {
 			stream:   stream,
 			method:   req.Method,
 			target:   req.RequestURI,
+			host:     req.Host,
 			upgrade:  upgradeRequested(req),
 			start:    start,
 			recorded: make(chan struct{}),
 			answered: make(chan struct{}),
 			switched: make(chan bool, 1),
+		}
+		if x.upgrade {
+			x.header = req.Header.Clone()
 		}
 		if gated {
 			ok, err := c.gateRequest(x, prev, req)
@@ -105,7 +109,7 @@ func (c *conn) clientSide() error {
 				if err := c.up.unhold(); err != nil {
 					return err
 				}
-				return c.end(c.up, drain(br))
+				return c.end(c.up, c.drainUpgraded(br, x, true))
 			}
 		}
 	}

@@ -74,12 +74,14 @@ func (c *conn) upstreamSide() error {
 		case berr != nil:
 			return c.rawAfter(c.down, br, "response body", stream, berr)
 		case switched:
+			c.upgraded(x, resp)
 			decide(true)
+			sw := x
 			x = nil
 			c.mu.Lock()
 			c.stats.Upgraded = true
 			c.mu.Unlock()
-			return c.end(c.down, drain(br))
+			return c.end(c.down, c.drainUpgraded(br, sw, false))
 		case x == nil:
 			// Pairing is lost; relay the rest without parsing.
 			c.parseFailed("response", 0, errUnpaired)

@@ -11,6 +11,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	recordErr prometheus.Counter
 	tls       *prometheus.CounterVec
+	streams   *prometheus.CounterVec
 }
 
 // Refusal reasons, the values of the refused counter's reason label.
@@ -51,9 +52,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chaperone_sidecar_tls_connections_total",
 			Help: "TLS connections, by mode (intercepted, passthrough, refused).",
 		}, []string{"mode"}),
+		streams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaperone_sidecar_streams_total",
+			Help: "Exec, attach and port-forward connections decoded, by transport (websocket, spdy).",
+		}, []string{"transport"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr, m.tls)
+		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr, m.tls, m.streams)
 	}
 	return m
 }

@@ -131,7 +131,10 @@ func (c *channels) dispatch(ch int, p []byte, final, fromClient bool) {
 			ct.end(c.d, "")
 		}
 	case chClose:
-		if !c.v5 {
+		// v5's close signal names one channel. client-go sends it on
+		// older protocols too, where it means nothing: only other
+		// payloads on channel 255 are kept, as data.
+		if !c.v5 && len(p) != 1 {
 			c.d.send("", ChannelData, p)
 		}
 	default:
