@@ -80,6 +80,7 @@ func (c *Config) Validate() error {
 
 func parseFlags(args []string, out io.Writer, getenv func(string) string) (Config, error) {
 	var cfg Config
+	def := webhook.DefaultSidecarValues()
 	fs := flag.NewFlagSet("chaperone-webhook", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&cfg.Listen, "listen", ":9443", "TLS address of the admission endpoint /mutate")
@@ -89,12 +90,13 @@ func parseFlags(args []string, out io.Writer, getenv func(string) string) (Confi
 	ips := fs.String("ips", "", "comma-separated IP addresses of the serving certificate")
 	fs.StringVar(&cfg.WebhookConfigName, "webhook-config-name", "chaperone-webhook", "MutatingWebhookConfiguration whose caBundle is kept current; empty: none")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig file (default: in-cluster)")
-	fs.StringVar(&cfg.NativeSidecar, "native-sidecar", "auto", "inject the sidecar as a native sidecar: auto (API server >= 1.29), true or false")
 	fs.DurationVar(&cfg.RenewInterval, "renew-interval", time.Hour, "how often the certificate and caBundle are checked")
-	fs.StringVar(&cfg.Inject.SidecarImage, "sidecar-image", "", "image of chaperone-sidecar (init and proxy)")
-	fs.StringVar(&cfg.Inject.NATSURL, "nats-url", "", "NATS URL given to sidecars as CHAPERONE_NATS_URL")
-	fs.StringVar(&cfg.Inject.TokenAudience, "token-audience", "chaperone", "audience of the sidecar's projected service-account token")
-	fs.StringVar(&cfg.Inject.PlaceholderToken, "placeholder-token", webhook.DefaultPlaceholderToken, "what agents find as their service-account token; the sidecar swaps it for the real one")
+	valuesFile := fs.String("sidecar-config", "", "YAML file of the sidecar settings (the chart's sidecar values); the flags below override it")
+	native := fs.String("native-sidecar", "auto", "inject the sidecar as a native sidecar: auto (API server >= 1.29), true or false")
+	image := fs.String("sidecar-image", def.Image.Ref(), "image of chaperone-sidecar (init and proxy)")
+	natsURL := fs.String("nats-url", "", "NATS URL given to sidecars as CHAPERONE_NATS_URL")
+	audience := fs.String("token-audience", def.TokenAudience, "audience of the sidecar's projected service-account token")
+	placeholder := fs.String("placeholder-token", def.PlaceholderToken, "what agents find as their service-account token; the sidecar swaps it for the real one")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -113,11 +115,42 @@ func parseFlags(args []string, out io.Writer, getenv func(string) string) (Confi
 		}
 		cfg.IPs = append(cfg.IPs, ip)
 	}
+
+	// The file (or the built-in defaults, which equal the chart's values)
+	// first, then the flags given on the command line.
+	values := def
+	if *valuesFile != "" {
+		var err error
+		if values, err = webhook.LoadSidecarValues(*valuesFile); err != nil {
+			return Config{}, fmt.Errorf("--sidecar-config: %w", err)
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	values.Apply(&cfg.Inject)
+	cfg.NativeSidecar = map[string]string{
+		webhook.ValuesModeNative: "true", webhook.ValuesModeClassic: "false",
+	}[values.Mode]
+	if cfg.NativeSidecar == "" || set["native-sidecar"] {
+		cfg.NativeSidecar = *native
+	}
+	for name, apply := range map[string]func(){
+		"sidecar-image":     func() { cfg.Inject.SidecarImage = *image },
+		"nats-url":          func() { cfg.Inject.NATSURL = *natsURL },
+		"token-audience":    func() { cfg.Inject.TokenAudience = *audience },
+		"placeholder-token": func() { cfg.Inject.PlaceholderToken = *placeholder },
+	} {
+		if set[name] {
+			apply()
+		}
+	}
 	switch cfg.NativeSidecar {
 	case "true":
 		cfg.Inject.Mode = webhook.ModeNative
 	case "false":
 		cfg.Inject.Mode = webhook.ModeClassic
+	default:
+		cfg.Inject.Mode = ""
 	}
 	return cfg, cfg.Validate()
 }
