@@ -39,6 +39,12 @@ func main() {
 	}
 }
 
+// Certificate modes.
+const (
+	certModeSelf  = "self"
+	certModeFiles = "files"
+)
+
 // Config is the validated configuration of chaperone-webhook.
 type Config struct {
 	Listen            string
@@ -47,7 +53,14 @@ type Config struct {
 	DNSNames          []string
 	IPs               []net.IP
 	WebhookConfigName string
-	Kubeconfig        string
+	// CertMode is "self" (the webhook's own rotating CA, optionally shared
+	// through CertSecret) or "files" (tls.crt and tls.key in CertDir,
+	// written by someone else, e.g. cert-manager).
+	CertMode string
+	// CertSecret in CertSecretNamespace shares the self-managed CA and
+	// certificate between replicas; empty keeps them per replica.
+	CertSecret, CertSecretNamespace string
+	Kubeconfig                      string
 	// NativeSidecar is "auto", "true" or "false"; auto asks the API server.
 	NativeSidecar string
 	RenewInterval time.Duration
@@ -67,6 +80,18 @@ func (c *Config) Validate() error {
 	}
 	if len(c.DNSNames) == 0 && len(c.IPs) == 0 {
 		return errors.New("--dns-names or --ips is required")
+	}
+	switch c.CertMode {
+	case certModeSelf:
+		if c.CertSecret != "" && c.CertSecretNamespace == "" {
+			return errors.New("--cert-secret needs --cert-secret-namespace (or POD_NAMESPACE)")
+		}
+	case certModeFiles:
+		if c.CertSecret != "" {
+			return errors.New("--cert-secret is for --cert-mode=self")
+		}
+	default:
+		return fmt.Errorf("--cert-mode %q: want self or files", c.CertMode)
 	}
 	if c.RenewInterval <= 0 {
 		return errors.New("--renew-interval must be positive")
@@ -89,6 +114,9 @@ func parseFlags(args []string, out io.Writer, getenv func(string) string) (Confi
 	dns := fs.String("dns-names", "chaperone-webhook.chaperone.svc", "comma-separated DNS names of the serving certificate")
 	ips := fs.String("ips", "", "comma-separated IP addresses of the serving certificate")
 	fs.StringVar(&cfg.WebhookConfigName, "webhook-config-name", "chaperone-webhook", "MutatingWebhookConfiguration whose caBundle is kept current; empty: none")
+	fs.StringVar(&cfg.CertMode, "cert-mode", certModeSelf, "self: own rotating CA and certificate; files: serve tls.crt/tls.key from --cert-dir as written by e.g. cert-manager")
+	fs.StringVar(&cfg.CertSecret, "cert-secret", "", "Secret that shares the self-managed CA and certificate between replicas (needs get and update on it)")
+	fs.StringVar(&cfg.CertSecretNamespace, "cert-secret-namespace", getenv("POD_NAMESPACE"), "namespace of --cert-secret (default $POD_NAMESPACE)")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig file (default: in-cluster)")
 	fs.DurationVar(&cfg.RenewInterval, "renew-interval", time.Hour, "how often the certificate and caBundle are checked")
 	valuesFile := fs.String("sidecar-config", "", "YAML file of the sidecar settings (the chart's sidecar values); the flags below override it")
