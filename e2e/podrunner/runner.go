@@ -161,7 +161,10 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			mains = append(mains, s)
 		}
 		if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
-			if err := r.postStart(ctx, c); err != nil {
+			if err := r.postStart(ctx, c, s); err != nil {
+				for _, m := range mains {
+					_, _ = r.stop(m)
+				}
 				return res, errors.Join(err, stopAll())
 			}
 		}
@@ -393,14 +396,22 @@ func (r *run) probe(ctx context.Context, c *corev1.Container, s *started) error 
 }
 
 // postStart runs c's exec postStart hook in c's environment and waits for
-// it, as the kubelet does before it starts the next container.
-func (r *run) postStart(ctx context.Context, c *corev1.Container) error {
+// it, as the kubelet does before it starts the next container; the hook is
+// ended when the container s exits.
+func (r *run) postStart(ctx context.Context, c *corev1.Container, s *started) error {
 	h := c.Lifecycle.PostStart
 	if h.Exec == nil {
 		return fmt.Errorf("%w: container %s: only exec postStart hooks", ErrUnsupported, c.Name)
 	}
 	hctx, cancel := context.WithTimeout(ctx, r.opts.StartupTimeout)
 	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-hctx.Done():
+		}
+	}()
 	cmd, err := r.command(hctx, c, slices.Clone(h.Exec.Command))
 	if err != nil {
 		return err
@@ -409,6 +420,11 @@ func (r *run) postStart(ctx context.Context, c *corev1.Container) error {
 		return fmt.Errorf("container %s postStart: %w", c.Name, err)
 	}
 	if err := cmd.Wait(); err != nil {
+		select {
+		case <-s.done:
+			return fmt.Errorf("podrunner: container %s exited during its postStart hook: %w", c.Name, s.err)
+		default:
+		}
 		return fmt.Errorf("podrunner: container %s postStart hook: %w", c.Name, err)
 	}
 	return nil
