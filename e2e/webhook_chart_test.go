@@ -185,14 +185,22 @@ func TestChartMatchesWebhook(t *testing.T) {
 	if !apiequality.Semantic.DeepEqual(mwc.Webhooks, wantHooks) {
 		t.Errorf("chart webhooks differ from webhook.MutatingWebhooks:\n got %+v\nwant %+v", mwc.Webhooks, wantHooks)
 	}
-	vap := as[admissionregistrationv1.ValidatingAdmissionPolicy](t, find(objs, "ValidatingAdmissionPolicy", webhook.PolicyName))
-	if !apiequality.Semantic.DeepEqual(vap.Spec, webhook.AdmissionPolicy().Spec) {
-		t.Error("chart admission policy differs from webhook.AdmissionPolicy")
-	}
 	cmName := chartRelease + "-sidecar"
-	binding := as[admissionregistrationv1.ValidatingAdmissionPolicyBinding](t, find(objs, "ValidatingAdmissionPolicyBinding", webhook.PolicyName))
-	if !apiequality.Semantic.DeepEqual(binding.Spec, webhook.AdmissionPolicyBinding(chartNS, cmName).Spec) {
-		t.Errorf("chart binding differs: %+v", binding.Spec)
+	for _, want := range []struct {
+		policy  *admissionregistrationv1.ValidatingAdmissionPolicy
+		binding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	}{
+		{webhook.AdmissionPolicy(), webhook.AdmissionPolicyBinding()},
+		{webhook.ImagePolicy(), webhook.ImagePolicyBinding(chartNS, cmName)},
+	} {
+		vap := as[admissionregistrationv1.ValidatingAdmissionPolicy](t, find(objs, "ValidatingAdmissionPolicy", want.policy.Name))
+		if !apiequality.Semantic.DeepEqual(vap.Spec, want.policy.Spec) {
+			t.Errorf("chart admission policy %s differs from package webhook's", want.policy.Name)
+		}
+		binding := as[admissionregistrationv1.ValidatingAdmissionPolicyBinding](t, find(objs, "ValidatingAdmissionPolicyBinding", want.binding.Name))
+		if !apiequality.Semantic.DeepEqual(binding.Spec, want.binding.Spec) {
+			t.Errorf("chart binding %s differs: %+v", want.binding.Name, binding.Spec)
+		}
 	}
 
 	cm := as[corev1.ConfigMap](t, find(objs, "ConfigMap", cmName))

@@ -49,15 +49,28 @@ func installAdmission(t *testing.T, cs kubernetes.Interface, url string, failure
 	if _, err := cs.CoreV1().ConfigMaps(downSystemNS).Create(ctx, webhook.PolicyParams(downSystemNS, webhook.PolicyParamsName, cfg), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, webhook.AdmissionPolicy(), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx,
-		webhook.AdmissionPolicyBinding(downSystemNS, webhook.PolicyParamsName), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createPolicies(t, cs)
 	if failure != "" {
 		setWebhooks(t, cs, url, failure)
+	}
+}
+
+// createPolicies creates both admission policies and their bindings, the
+// image policy's parameters from downSystemNS/webhook.PolicyParamsName.
+func createPolicies(t *testing.T, cs kubernetes.Interface) {
+	t.Helper()
+	ctx := t.Context()
+	for _, p := range []*admissionregistrationv1.ValidatingAdmissionPolicy{webhook.AdmissionPolicy(), webhook.ImagePolicy()} {
+		if _, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []*admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		webhook.AdmissionPolicyBinding(), webhook.ImagePolicyBinding(downSystemNS, webhook.PolicyParamsName),
+	} {
+		if _, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -237,23 +250,26 @@ func TestAdmissionPolicyAlone(t *testing.T) {
 	createNamespace(t, cs, "recorded", map[string]string{webhook.LabelInject: webhook.ValueEnabled})
 	installAdmission(t, cs, "", "")
 
-	// The policy compiled without type errors (its status controller runs).
+	// The policies compiled without type errors (their status controller
+	// runs).
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		p, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, webhook.PolicyName, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Status.ObservedGeneration == p.Generation && p.Status.TypeChecking != nil {
-			if w := p.Status.TypeChecking.ExpressionWarnings; len(w) > 0 {
-				t.Fatalf("policy type-check warnings: %+v", w)
+	for _, name := range []string{webhook.PolicyName, webhook.ImagePolicyName} {
+		for {
+			p, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
 			}
-			break
+			if p.Status.ObservedGeneration == p.Generation && p.Status.TypeChecking != nil {
+				if w := p.Status.TypeChecking.ExpressionWarnings; len(w) > 0 {
+					t.Fatalf("policy %s type-check warnings: %+v", name, w)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("policy %s status not observed", name)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("policy status not observed")
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 
 	const msgID = "UID or GID reserved"
@@ -276,6 +292,8 @@ func TestAdmissionPolicyAlone(t *testing.T) {
 		ns   string
 		mut  func(p *corev1.Pod)
 		want string // "" admits
+		// policy that refuses; default webhook.PolicyName
+		policy string
 	}{
 		{name: "faithful", mut: func(*corev1.Pod) {}},
 		{name: "faithful-by-namespace", ns: "recorded", mut: func(p *corev1.Pod) { delete(p.Annotations, webhook.AnnotationInject) }},
@@ -294,7 +312,7 @@ func TestAdmissionPolicyAlone(t *testing.T) {
 				}
 			}
 		}, want: "first init container"},
-		{name: "foreign-sidecar-image", mut: func(p *corev1.Pod) { p.Spec.InitContainers[1].Image = "evil.invalid/sidecar:1" }, want: "configured sidecar image"},
+		{name: "foreign-sidecar-image", mut: func(p *corev1.Pod) { p.Spec.InitContainers[1].Image = "evil.invalid/sidecar:1" }, want: "configured sidecar image", policy: webhook.ImagePolicyName},
 		{name: "agent-uid", mut: func(p *corev1.Pod) {
 			agent(p).SecurityContext = &corev1.SecurityContext{RunAsUser: new(int64(15137))}
 		}, want: msgID},
@@ -330,14 +348,18 @@ func TestAdmissionPolicyAlone(t *testing.T) {
 			if ns == "" {
 				ns = "agents"
 			}
+			policy := tc.policy
+			if policy == "" {
+				policy = webhook.PolicyName
+			}
 			pod := injectedPod(t, tc.name)
 			tc.mut(pod)
 			err := createPod(t, cs, ns, pod)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
-			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), webhook.PolicyName)):
-				t.Fatalf("err = %v, want the policy's %q", err, tc.want)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "'"+policy+"'")):
+				t.Fatalf("err = %v, want policy %s's %q", err, policy, tc.want)
 			}
 		})
 	}
@@ -367,14 +389,21 @@ func TestAdmissionPolicyAlone(t *testing.T) {
 		t.Errorf("harmless ephemeral container refused: %v", err)
 	}
 
-	// Without its parameters the policy refuses opted-in pods (fail closed)
-	// and still admits the rest.
+	// Without its parameters the image policy lets pods through (else it
+	// would refuse every pod of the cluster), and the injection rules
+	// still hold.
 	if err := cs.CoreV1().ConfigMaps(downSystemNS).Delete(ctx, webhook.PolicyParamsName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	pollAdmission(t, "refused without parameters", func() error { return createPod(t, cs, "agents", injectedPod(t, "no-params")) },
-		func(err error) bool { return err != nil })
+	foreign := injectedPod(t, "foreign-no-params")
+	foreign.Spec.InitContainers[1].Image = "evil.invalid/sidecar:1"
+	pollAdmission(t, "image policy without parameters admits", func() error { return createPod(t, cs, "agents", foreign) },
+		func(err error) bool { return err == nil })
 	if err := createPod(t, cs, "agents", agentPod("plain", nil)); err != nil {
 		t.Errorf("plain pod refused without policy parameters: %v", err)
+	}
+	if err := createPod(t, cs, "agents", agentPod("bare-no-params", map[string]string{webhook.AnnotationInject: webhook.ValueEnabled})); err == nil ||
+		!strings.Contains(err.Error(), "chaperone-init") {
+		t.Errorf("uninjected opted-in pod without policy parameters: err = %v", err)
 	}
 }

@@ -153,13 +153,7 @@ func startWebhook(t *testing.T, c *kube.Cluster, cs kubernetes.Interface, values
 	if _, err := cs.CoreV1().ConfigMaps(downSystemNS).Create(ctx, webhook.PolicyParams(downSystemNS, webhook.PolicyParamsName, cfg), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, webhook.AdmissionPolicy(), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx,
-		webhook.AdmissionPolicyBinding(downSystemNS, webhook.PolicyParamsName), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createPolicies(t, cs)
 	url := "https://" + addr + "/mutate"
 	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx,
 		webhook.MutatingWebhookConfiguration(downConfig, admissionregistrationv1.WebhookClientConfig{URL: &url}), metav1.CreateOptions{}); err != nil {

@@ -7,22 +7,25 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chaperone-dev/chaperone/sidecar/redirect"
 )
 
 // Names of the admission objects; the chart ships the same (see
 // charts/chaperone/files, written by `make generate` from this file).
 const (
-	// PolicyName names the ValidatingAdmissionPolicy and its binding.
+	// PolicyName names the ValidatingAdmissionPolicy of the injection rules
+	// and its binding.
 	PolicyName = "chaperone.dev-injected-pods"
+	// ImagePolicyName names the policy (and binding) that pins the sidecar
+	// image to the one in a parameter ConfigMap.
+	ImagePolicyName = "chaperone.dev-sidecar-image"
 	// PolicyParamsName is the default name of the ConfigMap holding the
-	// policy's parameters (ParamSidecarImage, ParamProxyUID, ParamProxyGID).
+	// image policy's parameter (the chart uses its sidecar ConfigMap).
 	PolicyParamsName = "chaperone-admission-policy"
-
-	// ParamSidecarImage and the other Param keys are the data keys of the
-	// policy's parameter ConfigMap.
+	// ParamSidecarImage is the data key of the sidecar image in the
+	// parameter ConfigMap.
 	ParamSidecarImage = "sidecarImage"
-	ParamProxyUID     = "proxyUID"
-	ParamProxyGID     = "proxyGID"
 )
 
 // Names of the mutating webhooks, one per kind of object and way of opting
@@ -101,27 +104,53 @@ func MutatingWebhookConfiguration(name string, client admissionregistrationv1.We
 	}
 }
 
+// optedIn is the CEL match condition of the policies: the pod's annotation
+// says enabled, or its namespace's label does and the annotation does not
+// say disabled.
+var optedIn = admissionregistrationv1.MatchCondition{
+	Name: "opted-in",
+	Expression: fmt.Sprintf("%[1]s == %[2]q || (%[1]s != %[3]q && namespaceObject != null && %[4]s == %[2]q)",
+		podInject, ValueEnabled, ValueDisabled, namespaceInject),
+}
+
+// podRules are what the policies check: pod creation and the ephemeral
+// containers `kubectl debug` adds.
+var podRules = &admissionregistrationv1.MatchResources{
+	ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
+		{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+		}},
+		{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/ephemeralcontainers"}},
+		}},
+	},
+}
+
+// ours is the CEL list of the names of Chaperone's containers.
+var ours = fmt.Sprintf("[%q, %q]", InitContainerName, SidecarContainerName)
+
 // AdmissionPolicy returns the ValidatingAdmissionPolicy that the API server
 // evaluates itself, so it holds while the webhook is down or was bypassed: a
 // pod that opted in (by annotation, or by namespace label without the
-// "disabled" annotation) must carry chaperone-init as its first init
-// container and the chaperone-sidecar (native or classic), both from the
-// sidecar image of the parameters; it must not use the host network; and
-// none of its own containers (init, ordinary or ephemeral) may run as the
-// sidecar's UID or GID, be privileged or add NET_ADMIN, NET_RAW or ALL.
+// "disabled" annotation) must carry chaperone-init, redirecting for the
+// sidecar's UID, as its first init container and a chaperone-sidecar
+// (native or classic); it must not use the host network; and none of its
+// own containers (init, ordinary or ephemeral) may run as the sidecar's UID
+// or GID, be privileged or add NET_ADMIN, NET_RAW or ALL.
 //
-// The parameters come from a ConfigMap (see PolicyParams) that the binding
-// names; when it is missing, opted-in pods are denied.
+// It has no parameters, so nothing outside it can make it refuse pods that
+// did not opt in.
 func AdmissionPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
-	ours := fmt.Sprintf("[%q, %q]", InitContainerName, SidecarContainerName)
+	uid := strconv.FormatUint(uint64(redirect.DefaultProxyUID), 10)
+	gid := strconv.FormatUint(uint64(redirect.DefaultProxyGID), 10)
 	agentChecks := func(list string) []admissionregistrationv1.Validation {
-		uid := fmt.Sprintf("int(params.data[%q])", ParamProxyUID)
-		gid := fmt.Sprintf("int(params.data[%q])", ParamProxyGID)
 		return []admissionregistrationv1.Validation{
 			{
 				Expression: list + ".all(c, c.?securityContext.?runAsUser.orValue(object.spec.?securityContext.?runAsUser.orValue(-1)) != " + uid +
 					" && c.?securityContext.?runAsGroup.orValue(object.spec.?securityContext.?runAsGroup.orValue(-1)) != " + gid + ")",
-				Message: "chaperone: a container of this pod runs as the UID or GID reserved for the chaperone sidecar, whose traffic is not recorded",
+				Message: "chaperone: a container of this pod runs as the UID or GID reserved for the chaperone sidecar (" + uid + "), whose traffic is not recorded",
 				Reason:  new(metav1.StatusReasonForbidden),
 			},
 			{
@@ -132,7 +161,6 @@ func AdmissionPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
 			},
 		}
 	}
-	image := fmt.Sprintf("params.data[%q]", ParamSidecarImage)
 	validations := []admissionregistrationv1.Validation{
 		{
 			Expression: "!object.spec.?hostNetwork.orValue(false)",
@@ -140,8 +168,8 @@ func AdmissionPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
 			Reason:     new(metav1.StatusReasonForbidden),
 		},
 		{
-			Expression: fmt.Sprintf("size(variables.inits) > 0 && variables.inits[0].name == %q && variables.inits[0].?args.orValue([]).exists(a, a == '--proxy-uid=' + params.data[%q])",
-				InitContainerName, ParamProxyUID),
+			Expression: fmt.Sprintf("size(variables.inits) > 0 && variables.inits[0].name == %q && variables.inits[0].?args.orValue([]).exists(a, a == '--proxy-uid=%s')",
+				InitContainerName, uid),
 			Message: "chaperone: this pod opted in to recording but its first init container is not chaperone-init (is the chaperone webhook running?)",
 			Reason:  new(metav1.StatusReasonForbidden),
 		},
@@ -151,39 +179,16 @@ func AdmissionPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
 			Message: "chaperone: this pod opted in to recording but has no chaperone-sidecar container (is the chaperone webhook running?)",
 			Reason:  new(metav1.StatusReasonForbidden),
 		},
-		{
-			Expression: fmt.Sprintf("variables.inits.all(c, !(c.name in %[1]s) || c.image == %[2]s) && object.spec.containers.all(c, !(c.name in %[1]s) || c.image == %[2]s)",
-				ours, image),
-			Message: "chaperone: the chaperone-init and chaperone-sidecar containers must use the configured sidecar image",
-			Reason:  new(metav1.StatusReasonForbidden),
-		},
 	}
 	validations = append(validations, agentChecks("variables.agents")...)
 	validations = append(validations, agentChecks("object.spec.?ephemeralContainers.orValue([])")...)
-
 	return &admissionregistrationv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: PolicyName},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			ParamKind:     &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"},
-			FailurePolicy: new(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
-					{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-					}},
-					{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
-						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/ephemeralcontainers"}},
-					}},
-				},
-			},
-			MatchConditions: []admissionregistrationv1.MatchCondition{{
-				Name: "opted-in",
-				Expression: fmt.Sprintf("%[1]s == %[2]q || (%[1]s != %[3]q && namespaceObject != null && %[4]s == %[2]q)",
-					podInject, ValueEnabled, ValueDisabled, namespaceInject),
-			}},
+			FailurePolicy:    new(admissionregistrationv1.Fail),
+			MatchConstraints: podRules.DeepCopy(),
+			MatchConditions:  []admissionregistrationv1.MatchCondition{optedIn},
 			Variables: []admissionregistrationv1.Variable{
 				{Name: "inits", Expression: "object.spec.?initContainers.orValue([])"},
 				{Name: "agents", Expression: fmt.Sprintf("(variables.inits + object.spec.containers).filter(c, !(c.name in %s))", ours)},
@@ -193,34 +198,67 @@ func AdmissionPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
 	}
 }
 
-// AdmissionPolicyBinding binds AdmissionPolicy with Deny to every namespace,
-// taking its parameters from the ConfigMap namespace/name.
-func AdmissionPolicyBinding(namespace, name string) *admissionregistrationv1.ValidatingAdmissionPolicyBinding {
+// ImagePolicy returns the ValidatingAdmissionPolicy that requires
+// chaperone-init and chaperone-sidecar of opted-in pods to use the sidecar
+// image named in its parameter ConfigMap, so no other program can run
+// with the sidecar's exemption. A binding without its ConfigMap would refuse
+// every pod in the cluster (parameters are resolved before match
+// conditions), so ImagePolicyBinding allows when the ConfigMap is missing.
+func ImagePolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
+	image := fmt.Sprintf("params.data[%q]", ParamSidecarImage)
+	return &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: ImagePolicyName},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			ParamKind:        &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"},
+			FailurePolicy:    new(admissionregistrationv1.Fail),
+			MatchConstraints: podRules.DeepCopy(),
+			MatchConditions:  []admissionregistrationv1.MatchCondition{optedIn},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: fmt.Sprintf("object.spec.?initContainers.orValue([]).all(c, !(c.name in %[1]s) || c.image == %[2]s) && "+
+					"object.spec.containers.all(c, !(c.name in %[1]s) || c.image == %[2]s)", ours, image),
+				Message: "chaperone: the chaperone-init and chaperone-sidecar containers must use the configured sidecar image",
+				Reason:  new(metav1.StatusReasonForbidden),
+			}},
+		},
+	}
+}
+
+// AdmissionPolicyBinding binds AdmissionPolicy with Deny to every namespace.
+func AdmissionPolicyBinding() *admissionregistrationv1.ValidatingAdmissionPolicyBinding {
 	return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: PolicyName},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName: PolicyName,
+			PolicyName:        PolicyName,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+}
+
+// ImagePolicyBinding binds ImagePolicy with Deny to every namespace, with
+// the image from the ConfigMap namespace/name.
+func ImagePolicyBinding(namespace, name string) *admissionregistrationv1.ValidatingAdmissionPolicyBinding {
+	return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: ImagePolicyName},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: ImagePolicyName,
 			ParamRef: &admissionregistrationv1.ParamRef{
 				Name: name, Namespace: namespace,
-				ParameterNotFoundAction: new(admissionregistrationv1.DenyAction),
+				ParameterNotFoundAction: new(admissionregistrationv1.AllowAction),
 			},
 			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
 		},
 	}
 }
 
-// PolicyParams returns the parameter ConfigMap of AdmissionPolicy for the
+// PolicyParams returns the parameter ConfigMap of ImagePolicy for the
 // sidecar configuration cfg.
 func PolicyParams(namespace, name string, cfg Config) *corev1.ConfigMap {
-	cfg.defaults()
 	return &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Data: map[string]string{
-			ParamSidecarImage: cfg.SidecarImage,
-			ParamProxyUID:     strconv.FormatUint(uint64(cfg.ProxyUID), 10),
-			ParamProxyGID:     strconv.FormatUint(uint64(cfg.ProxyGID), 10),
-		},
+		Data:       map[string]string{ParamSidecarImage: cfg.SidecarImage},
 	}
 }
