@@ -24,6 +24,11 @@ const (
 	downImage    = "ghcr.io/chaperone-dev/chaperone-sidecar:e2e"
 )
 
+// addCap adds a capability to c's security context.
+func addCap(c *corev1.Container, cp corev1.Capability) {
+	c.SecurityContext.Capabilities.Add = append(c.SecurityContext.Capabilities.Add, cp)
+}
+
 // deadURL returns an https URL on loopback where nothing listens.
 func deadURL(t *testing.T) string {
 	t.Helper()
@@ -274,6 +279,7 @@ func TestAdmissionPolicyAlone(t *testing.T) {
 
 	const msgID = "UID or GID reserved"
 	const msgCaps = "NET_ADMIN, NET_RAW or ALL"
+	const msgSwitch = "could switch to the sidecar's UID"
 	pollAdmission(t, "policy active", func() error {
 		return createPod(t, cs, "agents", agentPod("bare", map[string]string{webhook.AnnotationInject: webhook.ValueEnabled}))
 	}, denied("chaperone-init"))
@@ -313,35 +319,32 @@ func TestAdmissionPolicyAlone(t *testing.T) {
 			}
 		}, want: "first init container"},
 		{name: "foreign-sidecar-image", mut: func(p *corev1.Pod) { p.Spec.InitContainers[1].Image = "evil.invalid/sidecar:1" }, want: "configured sidecar image", policy: webhook.ImagePolicyName},
-		{name: "agent-uid", mut: func(p *corev1.Pod) {
-			agent(p).SecurityContext = &corev1.SecurityContext{RunAsUser: new(int64(15137))}
-		}, want: msgID},
+		{name: "agent-uid", mut: func(p *corev1.Pod) { agent(p).SecurityContext.RunAsUser = new(int64(15137)) }, want: msgID},
 		{name: "pod-uid", mut: func(p *corev1.Pod) {
 			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: new(int64(15137))}
 		}, want: msgID},
 		{name: "pod-uid-overridden", mut: func(p *corev1.Pod) {
 			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: new(int64(15137))}
-			agent(p).SecurityContext = &corev1.SecurityContext{RunAsUser: new(int64(1000))}
+			agent(p).SecurityContext.RunAsUser = new(int64(1000))
 		}},
-		{name: "agent-gid", mut: func(p *corev1.Pod) {
-			agent(p).SecurityContext = &corev1.SecurityContext{RunAsGroup: new(int64(15137))}
-		}, want: msgID},
-		{name: "net-admin", mut: func(p *corev1.Pod) {
-			agent(p).SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}
-		}, want: msgCaps},
-		{name: "cap-net-raw", mut: func(p *corev1.Pod) {
-			agent(p).SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"cap_net_raw"}}}
-		}, want: msgCaps},
+		{name: "agent-gid", mut: func(p *corev1.Pod) { agent(p).SecurityContext.RunAsGroup = new(int64(15137)) }, want: msgID},
+		{name: "net-admin", mut: func(p *corev1.Pod) { addCap(agent(p), "NET_ADMIN") }, want: msgCaps},
+		{name: "cap-net-raw", mut: func(p *corev1.Pod) { addCap(agent(p), "cap_net_raw") }, want: msgCaps},
 		{name: "privileged", mut: func(p *corev1.Pod) {
-			agent(p).SecurityContext = &corev1.SecurityContext{Privileged: new(true)}
+			// The API server itself refuses privileged with allowPrivilegeEscalation false.
+			agent(p).SecurityContext.Privileged, agent(p).SecurityContext.AllowPrivilegeEscalation = new(true), nil
 		}, want: msgCaps},
+		{name: "setuid", mut: func(p *corev1.Pod) { addCap(agent(p), "SETUID") }, want: msgSwitch},
+		{name: "escalation", mut: func(p *corev1.Pod) { agent(p).SecurityContext.AllowPrivilegeEscalation = nil }, want: msgSwitch},
+		{name: "keeps-setgid", mut: func(p *corev1.Pod) { agent(p).SecurityContext.Capabilities.Drop = []corev1.Capability{"SETUID"} }, want: msgSwitch},
+		{name: "drops-all", mut: func(p *corev1.Pod) { agent(p).SecurityContext.Capabilities.Drop = []corev1.Capability{"ALL"} }},
 		{name: "init-agent-net-admin", mut: func(p *corev1.Pod) {
 			p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "setup", Image: "example.invalid/setup:1",
-				SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_RAW"}}}})
+				SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: new(false), Capabilities: &corev1.Capabilities{
+					Add: []corev1.Capability{"NET_RAW"}, Drop: []corev1.Capability{"ALL"},
+				}}})
 		}, want: msgCaps},
-		{name: "harmless-caps", mut: func(p *corev1.Pod) {
-			agent(p).SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"CHOWN"}}}
-		}},
+		{name: "harmless-caps", mut: func(p *corev1.Pod) { addCap(agent(p), "CHOWN") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := tc.ns
@@ -365,7 +368,8 @@ func TestAdmissionPolicyAlone(t *testing.T) {
 	}
 
 	// kubectl debug on an injected pod: an ephemeral container asking for
-	// NET_ADMIN is refused, a harmless one admitted.
+	// NET_ADMIN is refused, and so is one that keeps root's means to switch
+	// users; a restricted one is admitted.
 	pod := injectedPod(t, "debugged")
 	got, err := cs.CoreV1().Pods("agents").Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
@@ -382,11 +386,17 @@ func TestAdmissionPolicyAlone(t *testing.T) {
 		_, err = cs.CoreV1().Pods("agents").UpdateEphemeralContainers(ctx, p.Name, p, metav1.UpdateOptions{})
 		return err
 	}
-	if err := debug("sniff", &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}); err == nil || !strings.Contains(err.Error(), msgCaps) {
+	if err := debug("sniff", &corev1.SecurityContext{AllowPrivilegeEscalation: new(false), Capabilities: &corev1.Capabilities{
+		Add: []corev1.Capability{"NET_ADMIN"}, Drop: []corev1.Capability{"ALL"},
+	}}); err == nil || !strings.Contains(err.Error(), msgCaps) {
 		t.Errorf("ephemeral NET_ADMIN container: err = %v", err)
 	}
-	if err := debug("look", nil); err != nil {
-		t.Errorf("harmless ephemeral container refused: %v", err)
+	if err := debug("root", nil); err == nil || !strings.Contains(err.Error(), msgSwitch) {
+		t.Errorf("ephemeral container that may switch users: err = %v", err)
+	}
+	restricted := &corev1.SecurityContext{AllowPrivilegeEscalation: new(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+	if err := debug("look", restricted); err != nil {
+		t.Errorf("restricted ephemeral container refused: %v", err)
 	}
 
 	// Without its parameters the image policy lets pods through (else it

@@ -203,8 +203,9 @@ func waitPod(t *testing.T, cs kubernetes.Interface, ns, selector string, ok func
 // pod as processes: the init container's rules, the native sidecar with its
 // downward-API identity and real projected token, then the agent's curl.
 // The server records the agent's HTTP and HTTPS requests under the pod's
-// UID with the pod's identity and the developer as requester, and the
-// agent cannot take the redirect rules down.
+// UID with the pod's identity and the developer as requester. The agent,
+// root in its container, can neither take the redirect rules down nor
+// become the sidecar's UID (by setuid or a setuid binary of that owner).
 func TestInjectedPodRuns(t *testing.T) {
 	c := kube.StartTest(t)
 	ctx := t.Context()
@@ -254,6 +255,8 @@ func TestInjectedPodRuns(t *testing.T) {
 curl -sS --max-time 20 "http://%[1]s/hello?name=plain"; echo
 curl -sS --max-time 20 --resolve upstream.test:%[3]d:%[2]s "https://upstream.test:%[3]d/hello?name=tls"; echo
 if %[4]s init --uninstall >/dev/null 2>&1; then echo RULES-REMOVED; else echo rules-kept; fi
+if setpriv --reuid=15137 --regid=15137 --clear-groups curl -sS --max-time 20 "http://%[1]s/hello?name=switched"; then echo; echo SWITCHED; else echo switch-denied; fi
+cp "$(command -v curl)" "$HOME/c" && chown 15137:15137 "$HOME/c" && chmod 6755 "$HOME/c" && "$HOME/c" -sS --max-time 20 "http://%[1]s/hello?name=suid"; echo
 curl -sS --max-time 20 "http://%[1]s/hello?name=after"; echo
 `, up.http, tlsUp.addr.Addr(), tlsUp.addr.Port(), filepath.Join(sidecarBin, "chaperone-sidecar"))
 	labels := map[string]string{"app": "agent"}
@@ -315,14 +318,14 @@ curl -sS --max-time 20 "http://%[1]s/hello?name=after"; echo
 		out.dump(t)
 		t.Fatalf("exit codes %v", res.ExitCodes)
 	}
-	for _, want := range []string{"hello plain", "hello tls over HTTP/", "rules-kept", "hello after"} {
+	for _, want := range []string{"hello plain", "hello tls over HTTP/", "rules-kept", "switch-denied", "hello suid", "hello after"} {
 		if !strings.Contains(agentOut, want) {
 			out.dump(t)
 			t.Fatalf("agent output lacks %q:\n%s", want, agentOut)
 		}
 	}
-	if strings.Contains(agentOut, "RULES-REMOVED") {
-		t.Fatal("the agent removed the redirect rules")
+	if strings.Contains(agentOut, "RULES-REMOVED") || strings.Contains(agentOut, "SWITCHED") {
+		t.Fatalf("the agent escaped the redirect:\n%s", agentOut)
 	}
 
 	session := string(pod.UID)
@@ -341,14 +344,14 @@ curl -sS --max-time 20 "http://%[1]s/hello?name=after"; echo
 			t.Errorf("session.start identity %+v", e.Identity)
 		}
 		if e.Kind == event.KindHTTPRequest {
-			for _, name := range []string{"plain", "tls", "after"} {
+			for _, name := range []string{"plain", "tls", "suid", "after"} {
 				if strings.Contains(e.HTTPRequest.URL, "name="+name) {
 					seen[name] = true
 				}
 			}
 		}
 	}
-	for _, name := range []string{"plain", "tls", "after"} {
+	for _, name := range []string{"plain", "tls", "suid", "after"} {
 		if !seen[name] {
 			dumpEvents(t, evs)
 			t.Fatalf("request %q not recorded", name)

@@ -138,7 +138,8 @@ var ours = fmt.Sprintf("[%q, %q]", InitContainerName, SidecarContainerName)
 // sidecar's UID, as its first init container and a chaperone-sidecar
 // (native or classic); it must not use the host network; and none of its
 // own containers (init, ordinary or ephemeral) may run as the sidecar's UID
-// or GID, be privileged or add NET_ADMIN, NET_RAW or ALL.
+// or GID, be privileged, add NET_ADMIN, NET_RAW or ALL, or keep the means
+// to switch users (privilege escalation, SETUID, SETGID).
 //
 // It has no parameters, so nothing outside it can make it refuse pods that
 // did not opt in.
@@ -158,6 +159,16 @@ func AdmissionPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
 					"x.upperAscii() in ['NET_ADMIN', 'NET_RAW', 'ALL', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_ALL']))",
 				Message: "chaperone: a container of this pod is privileged or adds NET_ADMIN, NET_RAW or ALL, which could undo the traffic redirect",
 				Reason:  new(metav1.StatusReasonForbidden),
+			},
+			{
+				Expression: list + ".all(c, !c.?securityContext.?allowPrivilegeEscalation.orValue(true) && " +
+					"!c.?securityContext.?capabilities.?add.orValue([]).exists(x, x.upperAscii() in ['SETUID', 'SETGID', 'CAP_SETUID', 'CAP_SETGID']) && " +
+					"(c.?securityContext.?capabilities.?drop.orValue([]).exists(x, x.upperAscii() in ['ALL', 'CAP_ALL']) || " +
+					"(c.?securityContext.?capabilities.?drop.orValue([]).exists(x, x.upperAscii() in ['SETUID', 'CAP_SETUID']) && " +
+					"c.?securityContext.?capabilities.?drop.orValue([]).exists(x, x.upperAscii() in ['SETGID', 'CAP_SETGID']))))",
+				Message: "chaperone: a container of this pod could switch to the sidecar's UID; it must set allowPrivilegeEscalation: false " +
+					"and drop SETUID and SETGID (the webhook does; for kubectl debug use --profile=restricted)",
+				Reason: new(metav1.StatusReasonForbidden),
 			},
 		}
 	}

@@ -1,6 +1,11 @@
 package podrunner
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
 
 func TestExpand(t *testing.T) {
 	vars := map[string]string{"A": "1", "B": "two"}
@@ -50,6 +55,29 @@ func TestRepository(t *testing.T) {
 	} {
 		if got := repository(in); got != want {
 			t.Errorf("repository(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPrivArgs(t *testing.T) {
+	f := false
+	for _, tc := range []struct {
+		name string
+		sc   *corev1.SecurityContext
+		root bool
+		want string
+	}{
+		{"default root", nil, true, "--bounding-set=-net_admin,-net_raw --inh-caps=-net_admin,-net_raw"},
+		{"non-root", nil, false, ""},
+		{"confined agent", &corev1.SecurityContext{AllowPrivilegeEscalation: &f, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"SETUID", "SETGID"}}}, true,
+			"--no-new-privs --bounding-set=-net_admin,-net_raw,-setuid,-setgid --inh-caps=-net_admin,-net_raw,-setuid,-setgid"},
+		{"init", &corev1.SecurityContext{AllowPrivilegeEscalation: &f, Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}, Drop: []corev1.Capability{"ALL"}}}, true,
+			"--no-new-privs --bounding-set=-all,+net_admin,+net_raw --inh-caps=-all,+net_admin,+net_raw"},
+		{"non-root no escalation", &corev1.SecurityContext{AllowPrivilegeEscalation: &f}, false, "--no-new-privs"},
+	} {
+		c := &corev1.Container{SecurityContext: tc.sc}
+		if got := strings.Join(privArgs(c, tc.root), " "); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

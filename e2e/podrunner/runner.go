@@ -246,12 +246,19 @@ func (r *run) command(ctx context.Context, c *corev1.Container, cmdline []string
 		return nil, err
 	}
 	env = append([]string{"HOME=" + home}, env...)
+	// The container's capabilities and no_new_privs, applied by setpriv
+	// right before the program.
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		return nil, fmt.Errorf("podrunner: setpriv (util-linux) applies containers' capabilities: %w", err)
+	}
+	args := append(privArgs(c, id.uid == nil || *id.uid == 0), "--", prog)
+	args = append(args, cmdline[1:]...)
 	out := r.opts.Output(c.Name)
 	cmd, err := r.opts.Sandbox.Command(ctx, sandbox.ExecOptions{
-		Path: prog, Args: cmdline[1:], Env: env, Dir: home,
+		Path: setpriv, Args: args, Env: env, Dir: home,
 		UID: id.uid, GID: id.gid,
-		DropNetAdmin: !addsNetCaps(c),
-		Stdout:       out, Stderr: out,
+		Stdout: out, Stderr: out,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", c.Name, err)
@@ -259,25 +266,55 @@ func (r *run) command(ctx context.Context, c *corev1.Container, cmdline []string
 	return cmd, nil
 }
 
-// addsNetCaps reports whether c asks for NET_ADMIN or NET_RAW (the init
-// container); root containers without them get neither, as in a pod.
-func addsNetCaps(c *corev1.Container) bool {
-	if c.SecurityContext == nil {
-		return false
+// privArgs are the setpriv options that give c's process the privileges
+// a container runtime would: as root, the default capabilities minus
+// NET_ADMIN and NET_RAW (unless added) minus what c drops, plus what it
+// adds; no_new_privs unless privilege escalation is allowed. A non-root
+// process has no capabilities to drop.
+func privArgs(c *corev1.Container, root bool) []string {
+	sc := c.SecurityContext
+	if sc == nil {
+		sc = &corev1.SecurityContext{}
 	}
-	if c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged {
-		return true
+	var args []string
+	if sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
+		args = append(args, "--no-new-privs")
 	}
-	if c.SecurityContext.Capabilities == nil {
-		return false
+	if !root || (sc.Privileged != nil && *sc.Privileged) {
+		return args
 	}
-	for _, cp := range c.SecurityContext.Capabilities.Add {
-		switch strings.TrimPrefix(strings.ToUpper(string(cp)), "CAP_") {
-		case "NET_ADMIN", "NET_RAW", "ALL":
-			return true
+	capName := func(cp corev1.Capability) string {
+		return strings.ToLower(strings.TrimPrefix(strings.ToUpper(string(cp)), "CAP_"))
+	}
+	var add, drop []string
+	if sc.Capabilities != nil {
+		for _, cp := range sc.Capabilities.Add {
+			add = append(add, capName(cp))
+		}
+		for _, cp := range sc.Capabilities.Drop {
+			drop = append(drop, capName(cp))
 		}
 	}
-	return false
+	var set []string
+	if slices.Contains(drop, "all") {
+		set = append(set, "-all")
+	} else {
+		for _, d := range append([]string{"net_admin", "net_raw"}, drop...) {
+			if !slices.Contains(add, d) {
+				set = append(set, "-"+d)
+			}
+		}
+	}
+	for _, a := range add {
+		if a != "all" {
+			set = append(set, "+"+a)
+		}
+	}
+	if slices.Contains(add, "all") {
+		set = []string{"+all"}
+	}
+	list := strings.Join(set, ",")
+	return append(args, "--bounding-set="+list, "--inh-caps="+list)
 }
 
 // lookPath finds a container's program: in the image's directory of
