@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 40m
 KUBE_CACHE ?= /var/cache/chaperone
 PKGS := ./...
 
-.PHONY: help build kube test demo e2e bench lint generate fmt clean
+.PHONY: help build kube helm test demo e2e bench lint generate fmt clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,14 +26,17 @@ demo: build ## record a scripted agent on this machine and replay it (root)
 kube: ## build the Kubernetes test bed once per version (cached; 10-25 min cold on 2 cores)
 	CHAPERONE_CACHE=$(KUBE_CACHE) bash e2e/kube/build.sh
 
-test: build kube ## the whole suite CI runs (root: network namespaces, nftables, a real kube-apiserver)
+helm: ## build the helm the chart tests run, once per version (cached; a few minutes cold)
+	CHAPERONE_CACHE=$(KUBE_CACHE) bash e2e/helm/build.sh
+
+test: build kube helm ## the whole suite CI runs (root: network namespaces, nftables, a real kube-apiserver)
 	CHAPERONE_CACHE=$(KUBE_CACHE) CHAPERONE_BIN=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
-e2e: build kube ## only the end-to-end tests
+e2e: build kube helm ## only the end-to-end tests
 	CHAPERONE_CACHE=$(KUBE_CACHE) CHAPERONE_BIN=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/...
 
 bench: build ## benchmarks, side by side with the named peers (root; needs nginx-light and wrk)
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/... ./sidecar/...
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/... ./sidecar/... ./webhook/...
 	$(GO) run ./e2e/benchreport --bin $(BIN)
 
 lint: $(GOLANGCI) ## golangci-lint v2 with the repository's config

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Annotations and labels the webhook reads or writes; the names are fixed by
@@ -77,6 +79,10 @@ const (
 type Config struct {
 	// SidecarImage runs both `chaperone-sidecar init` and `proxy`.
 	SidecarImage string
+	// ImagePullPolicy of both containers; empty leaves Kubernetes' default.
+	ImagePullPolicy corev1.PullPolicy
+	// Resources of the sidecar container.
+	Resources corev1.ResourceRequirements
 	// Mode is ModeNative or ModeClassic.
 	Mode SidecarMode
 	// NATSURL is given to the sidecar as CHAPERONE_NATS_URL.

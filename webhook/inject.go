@@ -80,9 +80,12 @@ func Injected(spec *corev1.PodSpec) bool {
 // Inject returns a mutated copy of pod: unchanged when the pod did not opt
 // in; with the requested-by annotations (re)stamped when it did; and with the
 // init container, sidecar, volumes and agent settings added unless they are
-// already there. Pods that opted in but would escape or break the recording
-// (host network, an agent running as the sidecar's UID or GID, privileged or
-// with NET_ADMIN/NET_RAW) yield an error wrapping ErrRefused.
+// already there. Agent containers lose SETUID, SETGID and privilege
+// escalation, so a root agent cannot become the sidecar's UID. Pods that
+// opted in but would escape or break the recording (host network, an agent
+// running as the sidecar's UID or GID, privileged, with NET_ADMIN/NET_RAW or
+// SETUID/SETGID, or allowing privilege escalation) yield an error wrapping
+// ErrRefused.
 func Inject(pod *corev1.Pod, cfg Config, in Input) (*corev1.Pod, error) {
 	cfg.defaults()
 	out := pod.DeepCopy()
@@ -138,8 +141,13 @@ func check(spec *corev1.PodSpec, cfg Config) error {
 				switch strings.TrimPrefix(strings.ToUpper(string(cp)), "CAP_") {
 				case "NET_ADMIN", "NET_RAW", "ALL":
 					return fmt.Errorf("%w: container %q requests capability %s, which could bypass the redirect rules", ErrRefused, c.Name, cp)
+				case "SETUID", "SETGID":
+					return fmt.Errorf("%w: container %q requests capability %s, which could switch to the sidecar's UID or GID, whose traffic is not redirected", ErrRefused, c.Name, cp)
 				}
 			}
+		}
+		if sc.AllowPrivilegeEscalation != nil && *sc.AllowPrivilegeEscalation {
+			return fmt.Errorf("%w: container %q allows privilege escalation, by which it could switch to the sidecar's UID, whose traffic is not redirected", ErrRefused, c.Name)
 		}
 	}
 	return nil
@@ -202,6 +210,7 @@ func inject(pod *corev1.Pod, cfg Config) error {
 
 	trustEnv := trustEnv()
 	for _, c := range agents(spec) {
+		confine(c)
 		c.Env = setEnv(c.Env, trustEnv)
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: TrustVolumeName, MountPath: certs.DefaultTrustDir, ReadOnly: true})
 		if agentToken {
@@ -240,6 +249,37 @@ func inject(pod *corev1.Pod, cfg Config) error {
 		spec.Containers = append([]corev1.Container{side}, spec.Containers...)
 	}
 	return nil
+}
+
+// confinedCaps are dropped from every agent container: with them a root
+// agent could switch to the sidecar's UID or GID, whose traffic the redirect
+// rules exempt.
+var confinedCaps = []corev1.Capability{"SETUID", "SETGID"}
+
+// confine keeps an agent container from becoming the sidecar's UID or GID:
+// it drops SETUID and SETGID and forbids privilege escalation (no setuid
+// binaries, which root could otherwise make for that UID).
+func confine(c *corev1.Container) {
+	if c.SecurityContext == nil {
+		c.SecurityContext = &corev1.SecurityContext{}
+	}
+	sc := c.SecurityContext
+	sc.AllowPrivilegeEscalation = new(false)
+	if sc.Capabilities == nil {
+		sc.Capabilities = &corev1.Capabilities{}
+	}
+	if slices.ContainsFunc(sc.Capabilities.Drop, func(cp corev1.Capability) bool {
+		return strings.TrimPrefix(strings.ToUpper(string(cp)), "CAP_") == "ALL"
+	}) {
+		return
+	}
+	for _, want := range confinedCaps {
+		if !slices.ContainsFunc(sc.Capabilities.Drop, func(cp corev1.Capability) bool {
+			return strings.TrimPrefix(strings.ToUpper(string(cp)), "CAP_") == string(want)
+		}) {
+			sc.Capabilities.Drop = append(sc.Capabilities.Drop, want)
+		}
+	}
 }
 
 // WaitCommand is the classic sidecar's postStart hook: it returns once the

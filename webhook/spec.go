@@ -26,10 +26,11 @@ func initContainer(cfg Config, ports, cidrs []string) corev1.Container {
 		args = append(args, "--exclude-cidrs="+strings.Join(cidrs, ","))
 	}
 	return corev1.Container{
-		Name:    InitContainerName,
-		Image:   cfg.SidecarImage,
-		Command: []string{"chaperone-sidecar"},
-		Args:    args,
+		Name:            InitContainerName,
+		Image:           cfg.SidecarImage,
+		ImagePullPolicy: cfg.ImagePullPolicy,
+		Command:         []string{"chaperone-sidecar"},
+		Args:            args,
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:                new(int64(0)),
 			RunAsNonRoot:             new(false),
@@ -55,10 +56,12 @@ func sidecarContainer(cfg Config) corev1.Container {
 	}
 	args = append(args, cfg.ExtraArgs...)
 	return corev1.Container{
-		Name:    SidecarContainerName,
-		Image:   cfg.SidecarImage,
-		Command: []string{"chaperone-sidecar"},
-		Args:    args,
+		Name:            SidecarContainerName,
+		Image:           cfg.SidecarImage,
+		ImagePullPolicy: cfg.ImagePullPolicy,
+		Command:         []string{"chaperone-sidecar"},
+		Args:            args,
+		Resources:       *cfg.Resources.DeepCopy(),
 		Ports: []corev1.ContainerPort{{
 			Name: AdminPortName, ContainerPort: int32(cfg.AdminPort), Protocol: corev1.ProtocolTCP,
 		}},

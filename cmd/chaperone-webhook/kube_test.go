@@ -64,29 +64,8 @@ func TestKubeAPIServer(t *testing.T) {
 
 	// Registered without a caBundle: the webhook fills it in.
 	url := "https://" + s.addr.String() + "/mutate"
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	hook := func(name string, rule admissionregistrationv1.Rule) admissionregistrationv1.MutatingWebhook {
-		return admissionregistrationv1.MutatingWebhook{
-			Name:                    name,
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url},
-			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}, Rule: rule}},
-			FailurePolicy:           &fail,
-			SideEffects:             &none,
-			AdmissionReviewVersions: []string{"v1"},
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system"},
-			}}},
-		}
-	}
-	_, err = cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: cfg.WebhookConfigName},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{
-			hook("pods.chaperone.dev", admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}),
-			hook("workloads.chaperone.dev", admissionregistrationv1.Rule{APIGroups: []string{"apps", "batch"}, APIVersions: []string{"v1"},
-				Resources: []string{"deployments", "statefulsets", "replicasets", "daemonsets", "jobs", "cronjobs"}}),
-		},
-	}, metav1.CreateOptions{})
+	_, err = cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx,
+		webhook.MutatingWebhookConfiguration(cfg.WebhookConfigName, admissionregistrationv1.WebhookClientConfig{URL: &url}), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,12 @@ func main() {
 	}
 }
 
+// Certificate modes.
+const (
+	certModeSelf  = "self"
+	certModeFiles = "files"
+)
+
 // Config is the validated configuration of chaperone-webhook.
 type Config struct {
 	Listen            string
@@ -47,7 +53,14 @@ type Config struct {
 	DNSNames          []string
 	IPs               []net.IP
 	WebhookConfigName string
-	Kubeconfig        string
+	// CertMode is "self" (the webhook's own rotating CA, optionally shared
+	// through CertSecret) or "files" (tls.crt and tls.key in CertDir,
+	// written by someone else, e.g. cert-manager).
+	CertMode string
+	// CertSecret in CertSecretNamespace shares the self-managed CA and
+	// certificate between replicas; empty keeps them per replica.
+	CertSecret, CertSecretNamespace string
+	Kubeconfig                      string
 	// NativeSidecar is "auto", "true" or "false"; auto asks the API server.
 	NativeSidecar string
 	RenewInterval time.Duration
@@ -68,6 +81,18 @@ func (c *Config) Validate() error {
 	if len(c.DNSNames) == 0 && len(c.IPs) == 0 {
 		return errors.New("--dns-names or --ips is required")
 	}
+	switch c.CertMode {
+	case certModeSelf:
+		if c.CertSecret != "" && c.CertSecretNamespace == "" {
+			return errors.New("--cert-secret needs --cert-secret-namespace (or POD_NAMESPACE)")
+		}
+	case certModeFiles:
+		if c.CertSecret != "" {
+			return errors.New("--cert-secret is for --cert-mode=self")
+		}
+	default:
+		return fmt.Errorf("--cert-mode %q: want self or files", c.CertMode)
+	}
 	if c.RenewInterval <= 0 {
 		return errors.New("--renew-interval must be positive")
 	}
@@ -80,6 +105,7 @@ func (c *Config) Validate() error {
 
 func parseFlags(args []string, out io.Writer, getenv func(string) string) (Config, error) {
 	var cfg Config
+	def := webhook.DefaultSidecarValues()
 	fs := flag.NewFlagSet("chaperone-webhook", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&cfg.Listen, "listen", ":9443", "TLS address of the admission endpoint /mutate")
@@ -88,13 +114,17 @@ func parseFlags(args []string, out io.Writer, getenv func(string) string) (Confi
 	dns := fs.String("dns-names", "chaperone-webhook.chaperone.svc", "comma-separated DNS names of the serving certificate")
 	ips := fs.String("ips", "", "comma-separated IP addresses of the serving certificate")
 	fs.StringVar(&cfg.WebhookConfigName, "webhook-config-name", "chaperone-webhook", "MutatingWebhookConfiguration whose caBundle is kept current; empty: none")
+	fs.StringVar(&cfg.CertMode, "cert-mode", certModeSelf, "self: own rotating CA and certificate; files: serve tls.crt/tls.key from --cert-dir as written by e.g. cert-manager")
+	fs.StringVar(&cfg.CertSecret, "cert-secret", "", "Secret that shares the self-managed CA and certificate between replicas (needs get and update on it)")
+	fs.StringVar(&cfg.CertSecretNamespace, "cert-secret-namespace", getenv("POD_NAMESPACE"), "namespace of --cert-secret (default $POD_NAMESPACE)")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", getenv("KUBECONFIG"), "kubeconfig file (default: in-cluster)")
-	fs.StringVar(&cfg.NativeSidecar, "native-sidecar", "auto", "inject the sidecar as a native sidecar: auto (API server >= 1.29), true or false")
 	fs.DurationVar(&cfg.RenewInterval, "renew-interval", time.Hour, "how often the certificate and caBundle are checked")
-	fs.StringVar(&cfg.Inject.SidecarImage, "sidecar-image", "", "image of chaperone-sidecar (init and proxy)")
-	fs.StringVar(&cfg.Inject.NATSURL, "nats-url", "", "NATS URL given to sidecars as CHAPERONE_NATS_URL")
-	fs.StringVar(&cfg.Inject.TokenAudience, "token-audience", "chaperone", "audience of the sidecar's projected service-account token")
-	fs.StringVar(&cfg.Inject.PlaceholderToken, "placeholder-token", webhook.DefaultPlaceholderToken, "what agents find as their service-account token; the sidecar swaps it for the real one")
+	valuesFile := fs.String("sidecar-config", "", "YAML file of the sidecar settings (the chart's sidecar values); the flags below override it")
+	native := fs.String("native-sidecar", "auto", "inject the sidecar as a native sidecar: auto (API server >= 1.29), true or false")
+	image := fs.String("sidecar-image", def.Image.Ref(), "image of chaperone-sidecar (init and proxy)")
+	natsURL := fs.String("nats-url", "", "NATS URL given to sidecars as CHAPERONE_NATS_URL")
+	audience := fs.String("token-audience", def.TokenAudience, "audience of the sidecar's projected service-account token")
+	placeholder := fs.String("placeholder-token", def.PlaceholderToken, "what agents find as their service-account token; the sidecar swaps it for the real one")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -113,11 +143,42 @@ func parseFlags(args []string, out io.Writer, getenv func(string) string) (Confi
 		}
 		cfg.IPs = append(cfg.IPs, ip)
 	}
+
+	// The file (or the built-in defaults, which equal the chart's values)
+	// first, then the flags given on the command line.
+	values := def
+	if *valuesFile != "" {
+		var err error
+		if values, err = webhook.LoadSidecarValues(*valuesFile); err != nil {
+			return Config{}, fmt.Errorf("--sidecar-config: %w", err)
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	values.Apply(&cfg.Inject)
+	cfg.NativeSidecar = map[string]string{
+		webhook.ValuesModeNative: "true", webhook.ValuesModeClassic: "false",
+	}[values.Mode]
+	if cfg.NativeSidecar == "" || set["native-sidecar"] {
+		cfg.NativeSidecar = *native
+	}
+	for name, apply := range map[string]func(){
+		"sidecar-image":     func() { cfg.Inject.SidecarImage = *image },
+		"nats-url":          func() { cfg.Inject.NATSURL = *natsURL },
+		"token-audience":    func() { cfg.Inject.TokenAudience = *audience },
+		"placeholder-token": func() { cfg.Inject.PlaceholderToken = *placeholder },
+	} {
+		if set[name] {
+			apply()
+		}
+	}
 	switch cfg.NativeSidecar {
 	case "true":
 		cfg.Inject.Mode = webhook.ModeNative
 	case "false":
 		cfg.Inject.Mode = webhook.ModeClassic
+	default:
+		cfg.Inject.Mode = ""
 	}
 	return cfg, cfg.Validate()
 }

@@ -32,7 +32,8 @@ func (c Config) run(ctx context.Context, log *slog.Logger) error {
 }
 
 // serve is run; ready, when not nil, is called with the admission listener's
-// address and the certificate manager once it serves.
+// address and the certificate manager (nil with --cert-mode=files) once it
+// serves.
 func (c Config) serve(ctx context.Context, log *slog.Logger, ready func(addr net.Addr, m *certs.Manager)) error {
 	restCfg, err := c.restConfig()
 	if err != nil {
@@ -80,12 +81,32 @@ func (c Config) serve(ctx context.Context, log *slog.Logger, ready func(addr net
 		return err
 	}
 
-	cm, err := certs.New(certs.Options{Dir: c.CertDir, DNSNames: c.DNSNames, IPs: c.IPs, Logger: log})
-	if err != nil {
-		return err
-	}
-	if _, err := cm.Ensure(ctx); err != nil {
-		return err
+	var (
+		cm       *certs.Manager
+		files    *certs.Files
+		getCert  func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+		runCerts func(context.Context) error
+	)
+	if c.CertMode == certModeFiles {
+		files = certs.NewFiles(c.CertDir, log)
+		if _, err := files.Load(); err != nil {
+			return err
+		}
+		getCert = files.GetCertificate
+		runCerts = func(ctx context.Context) error { return files.Run(ctx, c.RenewInterval) }
+	} else {
+		opts := certs.Options{Dir: c.CertDir, DNSNames: c.DNSNames, IPs: c.IPs, Logger: log}
+		if c.CertSecret != "" {
+			opts.Shared = certs.NewSecretStore(cs, c.CertSecretNamespace, c.CertSecret)
+		}
+		if cm, err = certs.New(opts); err != nil {
+			return err
+		}
+		if _, err := cm.Ensure(ctx); err != nil {
+			return err
+		}
+		getCert = cm.GetCertificate
+		runCerts = func(ctx context.Context) error { return cm.Run(ctx, c.RenewInterval, cs, c.WebhookConfigName) }
 	}
 	for _, synced := range factory.WaitForCacheSync(ctx.Done()) {
 		if !synced {
@@ -98,7 +119,7 @@ func (c Config) serve(ctx context.Context, log *slog.Logger, ready func(addr net
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig:         &tls.Config{GetCertificate: cm.GetCertificate, MinVersion: tls.VersionTLS12},
+		TLSConfig:         &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12},
 	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
@@ -112,7 +133,7 @@ func (c Config) serve(ctx context.Context, log *slog.Logger, ready func(addr net
 	hsrv := &http.Server{Addr: c.HealthAddr, Handler: health, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 3)
-	go func() { errc <- cm.Run(ctx, c.RenewInterval, cs, c.WebhookConfigName) }()
+	go func() { errc <- runCerts(ctx) }()
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve: %w", err)

@@ -37,6 +37,10 @@ const (
 	DevUser = "developer"
 	// DevGroup is DevUser's own group.
 	DevGroup = "developers"
+	// ControllerManagerUser is kube-controller-manager's own user (client
+	// certificate); its controllers act as the service accounts
+	// system:serviceaccount:kube-system:<controller>, as in a kubeadm cluster.
+	ControllerManagerUser = "system:kube-controller-manager"
 	// ServiceCIDR is the cluster's --service-cluster-ip-range.
 	ServiceCIDR = "10.96.0.0/24"
 	// serviceIP is the kubernetes Service's ClusterIP, the first in ServiceCIDR.
@@ -85,6 +89,7 @@ type Cluster struct {
 	url         string
 	etcdURL     string
 	kubeconfig  string
+	kcmConfig   string
 	adminToken  string
 	userToken   string
 	procs       []*process // in start order
@@ -268,16 +273,16 @@ func (c *Cluster) startAPIServer(ctx context.Context, binDir string, timeout tim
 func (c *Cluster) startControllerManager(ctx context.Context, binDir string, timeout time.Duration) error {
 	p, err := startProcess(c.logger, c.dir, "kube-controller-manager",
 		filepath.Join(binDir, "kube-controller-manager"), []string{
-			"--kubeconfig=" + c.kubeconfig,
-			"--authentication-kubeconfig=" + c.kubeconfig,
-			"--authorization-kubeconfig=" + c.kubeconfig,
+			"--kubeconfig=" + c.kcmConfig,
+			"--authentication-kubeconfig=" + c.kcmConfig,
+			"--authorization-kubeconfig=" + c.kcmConfig,
 			"--bind-address=127.0.0.1",
 			"--secure-port=0",
 			"--leader-elect=false",
 			"--controllers=" + strings.Join(controllers, ","),
 			"--service-account-private-key-file=" + c.pki.saKey,
 			"--root-ca-file=" + c.pki.caFile,
-			"--use-service-account-credentials=false",
+			"--use-service-account-credentials=true",
 			"--service-cluster-ip-range=" + ServiceCIDR,
 			"--v=1",
 		})
@@ -319,7 +324,8 @@ func probe(ctx context.Context, httpc *http.Client, url, want string) error {
 }
 
 // writeKubeconfig writes the admin kubeconfig (client certificate, embedded)
-// and builds the admin REST config from it.
+// and builds the admin REST config from it, and the controller manager's
+// kubeconfig with its own certificate.
 func (c *Cluster) writeKubeconfig() error {
 	const name = "chaperone-test"
 	cfg := clientcmdapi.NewConfig()
@@ -339,6 +345,15 @@ func (c *Cluster) writeKubeconfig() error {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
 	c.kubeconfig, c.restConfig = path, rc
+
+	kcm := cfg.DeepCopy()
+	delete(kcm.AuthInfos, AdminUser)
+	kcm.AuthInfos[ControllerManagerUser] = &clientcmdapi.AuthInfo{ClientCertificateData: c.pki.kcmPEM, ClientKeyData: c.pki.kcmKey}
+	kcm.Contexts[name].AuthInfo = ControllerManagerUser
+	c.kcmConfig = filepath.Join(c.dir, "controller-manager.kubeconfig")
+	if err := clientcmd.WriteToFile(*kcm, c.kcmConfig); err != nil {
+		return fmt.Errorf("write controller manager kubeconfig: %w", err)
+	}
 	return nil
 }
 

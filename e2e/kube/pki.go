@@ -24,6 +24,8 @@ type pki struct {
 	caKey    crypto.Signer
 	adminPEM []byte // admin client certificate, CN=admin O=system:masters
 	adminKey []byte // its PEM private key
+	kcmPEM   []byte // kube-controller-manager's client certificate
+	kcmKey   []byte // its PEM private key
 
 	caFile, servingCert, servingKey string
 	saPub, saKey                    string
@@ -113,6 +115,18 @@ func newPKI(dir string, tokens []staticToken) (*pki, error) {
 	p.adminPEM, p.adminKey, err = p.issue(admin)
 	if err != nil {
 		return nil, fmt.Errorf("admin cert: %w", err)
+	}
+	// The controller manager has its own identity, as in a real cluster,
+	// so that what its controllers do is told apart from what people do
+	// (the webhook keeps a person's requested-by stamp on the pods a
+	// ReplicaSet controller creates).
+	kcm := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: ControllerManagerUser},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	p.kcmPEM, p.kcmKey, err = p.issue(kcm)
+	if err != nil {
+		return nil, fmt.Errorf("controller manager cert: %w", err)
 	}
 
 	// The API server's identity towards kubelets, as kubeadm names it.

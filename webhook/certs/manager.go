@@ -54,6 +54,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Shared, when set, keeps the files where the other replicas find
+	// them (a SecretStore): Ensure pulls before and pushes after renewing.
+	Shared Shared
 }
 
 // Manager owns the CA and serving certificate.
@@ -132,15 +135,54 @@ func due(c *x509.Certificate, now time.Time) bool {
 // Ensure loads the files from Dir (picking up a copy written by someone
 // else), renews what is due and writes the result back. It reports whether
 // the CA bundle changed, in which case the webhook configuration needs it.
-func (m *Manager) Ensure(context.Context) (bool, error) {
+//
+// With Options.Shared, the shared copy is pulled first, and whatever was
+// renewed is pushed; when another replica pushed in between, its copy is
+// pulled and used instead.
+func (m *Manager) Ensure(ctx context.Context) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.opts.Now()
 	if err := os.MkdirAll(m.opts.Dir, 0o700); err != nil {
 		return false, fmt.Errorf("cert dir: %w", err)
 	}
 	oldBundle := m.bundle
+	if m.opts.Shared == nil {
+		if _, err := m.ensureLocal(); err != nil {
+			return false, err
+		}
+		return !bytes.Equal(oldBundle, m.bundle), nil
+	}
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		complete, err := m.opts.Shared.Pull(ctx, m.opts.Dir)
+		if err != nil {
+			return false, err
+		}
+		created, err := m.ensureLocal()
+		if err != nil {
+			return false, err
+		}
+		if !created && complete {
+			break
+		}
+		err = m.opts.Shared.Push(ctx, m.opts.Dir)
+		if err == nil {
+			break
+		}
+		if !IsConflict(err) || attempt == attempts {
+			return false, err
+		}
+		m.opts.Logger.Info("webhook certificates changed by another replica, using theirs", "error", err)
+	}
+	return !bytes.Equal(oldBundle, m.bundle), nil
+}
 
+// ensureLocal is Ensure on the directory alone; it reports whether it
+// created a CA or serving certificate.
+func (m *Manager) ensureLocal() (bool, error) {
+	now := m.opts.Now()
+
+	created := false
 	ca, caKey, err := m.loadCA()
 	if err != nil {
 		m.opts.Logger.Warn("webhook CA unusable, creating a new one", "error", err)
@@ -153,6 +195,7 @@ func (m *Manager) Ensure(context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
+		created = true
 		bundle = encodeCert(ca.Raw)
 		if prev != nil && now.Before(prev.NotAfter) {
 			// Clients keep trusting the old CA until the new bundle reaches them.
@@ -170,13 +213,14 @@ func (m *Manager) Ensure(context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
+		created = true
 		m.opts.Logger.Info("webhook serving certificate issued", "not_after", leaf.NotAfter, "serial", leaf.SerialNumber.String())
 	}
 	if err := writeFile(filepath.Join(m.opts.Dir, BundleFile), bundle, 0o644); err != nil {
 		return false, err
 	}
 	m.ca, m.caKey, m.cert, m.leaf, m.bundle = ca, caKey, cert, leaf, bundle
-	return !bytes.Equal(oldBundle, bundle), nil
+	return created, nil
 }
 
 // covers reports whether leaf carries every configured name.
