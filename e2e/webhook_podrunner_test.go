@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,14 +62,25 @@ func TestPodRunnerClassicSidecar(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "agents", Name: webhook.RootCAConfigMap},
 		Data:       map[string]string{"ca.crt": string(clusterCA.CertPEM())},
 	})
-	var audiences []string
+	// Without an API server, the server's own issuer stands in for the
+	// cluster's: the NATS token (the server's audience) is one it minted
+	// for the pod's UID, so the auth callout admits the sidecar; the API
+	// server token (default audience) is never used here.
+	natsToken, err := srv.WorkloadToken(t.Context(), string(pod.UID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audiences [][]string
 	cs.PrependReactor("create", "serviceaccounts", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		tr, ok := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest)
 		if !ok || a.GetSubresource() != "token" {
 			return false, nil, nil
 		}
-		audiences = tr.Spec.Audiences
-		tr.Status.Token = "fake-projected-token"
+		audiences = append(audiences, tr.Spec.Audiences)
+		tr.Status.Token = "fake-api-server-token"
+		if slices.Equal(tr.Spec.Audiences, []string{values.TokenAudience}) {
+			tr.Status.Token = natsToken
+		}
 		return true, tr, nil
 	})
 
@@ -87,8 +99,8 @@ func TestPodRunnerClassicSidecar(t *testing.T) {
 		out.dump(t)
 		t.Fatal("agent got no answer")
 	}
-	if len(audiences) != 1 || audiences[0] != values.TokenAudience {
-		t.Errorf("token audiences %v", audiences)
+	if len(audiences) != 2 || len(audiences[0]) != 0 || !slices.Equal(audiences[1], []string{values.TokenAudience}) {
+		t.Errorf("token audiences %v, want the API server's default and %s", audiences, values.TokenAudience)
 	}
 	evs := waitEnded(t, cl, string(pod.UID))
 	var start *event.Event

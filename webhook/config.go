@@ -45,6 +45,8 @@ const (
 	// TokenDir is where the sidecar alone finds the real service-account
 	// token, the cluster CA and the namespace.
 	TokenDir = "/var/run/secrets/chaperone/serviceaccount"
+	// NATSTokenPath is the sidecar's NATS token in TokenDir.
+	NATSTokenPath = "nats-token"
 	// ServiceAccountDir is the standard token path; agents get the
 	// placeholder there.
 	ServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -87,7 +89,9 @@ type Config struct {
 	Mode SidecarMode
 	// NATSURL is given to the sidecar as CHAPERONE_NATS_URL.
 	NATSURL string
-	// TokenAudience is the audience of the sidecar's projected token.
+	// TokenAudience is the audience of the sidecar's NATS token (the
+	// server's --workload-audience); its API-server token has the API
+	// server's default audience.
 	TokenAudience string
 	// TokenExpiration in seconds of that token (default one hour).
 	TokenExpiration int64

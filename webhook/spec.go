@@ -75,6 +75,7 @@ func sidecarContainer(cfg Config) corev1.Container {
 			fieldEnv("CHAPERONE_GROUPS", "metadata.annotations['"+AnnotationRequestedByGroups+"']"),
 			{Name: "CHAPERONE_NATS_URL", Value: cfg.NATSURL},
 			{Name: "CHAPERONE_TOKEN_FILE", Value: TokenDir + "/token"},
+			{Name: "CHAPERONE_NATS_TOKEN_FILE", Value: TokenDir + "/" + NATSTokenPath},
 			{Name: "CHAPERONE_PLACEHOLDER_TOKEN", Value: cfg.PlaceholderToken},
 		},
 		VolumeMounts: []corev1.VolumeMount{
@@ -99,14 +100,20 @@ func fieldEnv(name, path string) corev1.EnvVar {
 	}}
 }
 
-// tokenVolume holds the real service-account token, the cluster CA and the
-// namespace, for the sidecar only.
+// tokenVolume holds, for the sidecar only, the pod's two service-account
+// tokens — the real one for the API server (its default audience), which
+// the sidecar swaps for the agents' placeholder, and one for the server's
+// audience, which it presents to NATS — with the cluster CA and the
+// namespace. Two tokens, so that neither is good where the other goes.
 func tokenVolume(cfg Config) corev1.Volume {
 	return corev1.Volume{Name: TokenVolumeName, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 		DefaultMode: new(int32(0o440)),
 		Sources: []corev1.VolumeProjection{
 			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-				Audience: cfg.TokenAudience, ExpirationSeconds: new(cfg.TokenExpiration), Path: "token",
+				ExpirationSeconds: new(cfg.TokenExpiration), Path: "token",
+			}},
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: cfg.TokenAudience, ExpirationSeconds: new(cfg.TokenExpiration), Path: NATSTokenPath,
 			}},
 			rootCA(), namespaceFile(),
 		},
