@@ -199,15 +199,6 @@ func New(session string, kind Kind, t time.Time) *Event {
 	return &Event{V: Version, ID: NewID(t), Session: session, Time: t.UTC(), Kind: kind}
 }
 
-// Encode returns the event's JSON.
-func Encode(e *Event) ([]byte, error) {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", e.ID, err)
-	}
-	return b, nil
-}
-
 // Decode parses and validates one event. It refuses data over MaxSize, any
 // schema version but Version, and events that fail Validate.
 func Decode(data []byte) (*Event, error) {
