@@ -348,6 +348,13 @@ func (p *Publisher) Ready() error {
 	return nil
 }
 
+// Pending is the number of spooled records JetStream has not
+// acknowledged yet.
+func (p *Publisher) Pending() int64 {
+	_, recs := p.sp.Usage()
+	return recs
+}
+
 // Seq is the sequence of the last event published.
 func (p *Publisher) Seq() uint64 {
 	p.mu.Lock()
