@@ -24,6 +24,10 @@ const (
 	DefaultAckTimeout  = 5 * time.Second
 )
 
+// maxKeptEncodeBuf bounds the encoding buffer kept between events, so that
+// one large event does not pin its buffer.
+const maxKeptEncodeBuf = 64 << 10
+
 // Errors of a Publisher. Refusals wrap ErrUnavailable together with the
 // cause (for example spool.ErrFull); check them with errors.Is.
 var (
@@ -85,6 +89,7 @@ type Publisher struct {
 
 	mu     sync.Mutex // orders sequence numbers with spool appends
 	seq    uint64
+	enc    []byte // encoding buffer, under mu
 	closed atomic.Bool
 	// failing is set while JetStream refuses publishes on a live connection,
 	// so that the state change is logged once.
@@ -255,10 +260,14 @@ func (p *Publisher) Publish(ctx context.Context, e *event.Event) error {
 		p.mu.Unlock()
 		return fmt.Errorf("publish: %w", err)
 	}
-	data, err := event.Encode(e)
+	// The spool copies the bytes, so one buffer serves every event.
+	data, err := event.AppendEncode(p.enc[:0], e)
 	if err != nil {
 		p.mu.Unlock()
 		return fmt.Errorf("publish: %w", err)
+	}
+	if cap(data) <= maxKeptEncodeBuf {
+		p.enc = data
 	}
 	_, err = p.sp.Append(spool.Message{Subject: p.subject, MsgID: e.ID, Data: data, Seq: e.Seq})
 	if err != nil {
