@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // fastEncode runs the hand-written encoder alone, failing if it declines.
@@ -37,6 +38,10 @@ func checkSameAsJSON(t testing.TB, e *Event) {
 	if err != nil || !bytes.Equal(viaEncode, want) {
 		t.Fatalf("Encode = %s, %v; want %s", viaEncode, err, want)
 	}
+	// And back: when the fast decoder takes it (it declines, say, the
+	// duplicate names two invalid UTF-8 header names become), it agrees
+	// with encoding/json.
+	sameDecode(t, want)
 }
 
 const nasty = "a\"b\\c<d>e&f\x00\x01\x1f\b\f\n\r\t\x7f é \u2028 \u2029 \xff\xfe 𝄞 end"
@@ -214,8 +219,15 @@ func FuzzFastEncoder(f *testing.F) {
 			Error: s1, Trailers: hdr, Streamed: s2}
 		events[4].K8sRequest = &K8sRequest{Stream: u, Verb: s1, Resource: s2, Name: s3, Status: st, As: s4}
 		events[5].StreamData = &StreamData{Stream: s1, Channel: s2, Data: body, Width: st, Exit: &st}
+		distinct := s1 != s3 && s1 != s4 && s3 != s4
+		valid := utf8.ValidString(s1) && utf8.ValidString(s2) && utf8.ValidString(s3) && utf8.ValidString(s4)
 		for _, e := range events {
 			checkSameAsJSON(t, e)
+			if distinct && valid {
+				// Nothing here for the fast decoder to decline.
+				data, _ := Encode(e)
+				checkFastDecode(t, data)
+			}
 		}
 	})
 }
