@@ -97,6 +97,10 @@ func (l *cpuLog) between(from, to time.Time) (proxy, srv time.Duration, ok bool)
 			b = s
 		}
 	}
+	if b == nil && len(l.samples) > 0 {
+		// The run was the last: its settle time ended with the sampling.
+		b = &l.samples[len(l.samples)-1]
+	}
 	if a == nil || b == nil {
 		return 0, 0, false
 	}

@@ -65,6 +65,7 @@ type Options struct {
 // concurrent use; each Relay call handles one connection.
 type Recorder struct {
 	opts Options
+	work *workers
 }
 
 // New returns a Recorder with opts, defaults filled in.
@@ -87,7 +88,7 @@ func New(opts Options) *Recorder {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{opts: opts}
+	return &Recorder{opts: opts, work: newWorkers()}
 }
 
 // Pair is a connection to relay: the client's side and the upstream's.

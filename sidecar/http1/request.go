@@ -48,12 +48,13 @@ func (c *conn) clientSide() error {
 		// Record off the relay path: the record waits for the previous
 		// response's, while the client's next bytes keep flowing.
 		c.records.Add(1)
-		go func(prev *exchange) {
+		prevX := prev
+		c.r.work.run(func() {
 			defer c.records.Done()
 			defer close(x.recorded)
-			c.afterResponse(prev)
+			c.afterResponse(prevX)
 			c.recordRequest(x, req, body)
-		}(prev)
+		})
 		prev = x
 		if berr != nil {
 			return c.rawAfter(c.up, br, "request body", stream, berr)
