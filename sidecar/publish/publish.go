@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
@@ -84,8 +83,13 @@ type Publisher struct {
 	subject  string
 	blobSubj string
 	nc       *nats.Conn
-	js       jetstream.JetStream
 	m        *metrics
+
+	// The sender's state: the reply subjects' prefix, the window of
+	// messages awaiting their ack, and the next message id (sender only).
+	replyPrefix string
+	fl          *flight
+	nextID      uint64
 
 	mu     sync.Mutex // orders sequence numbers with spool appends
 	seq    uint64
@@ -129,6 +133,7 @@ func New(ctx context.Context, opts Options) (*Publisher, error) {
 		wake:     make(chan struct{}, 1),
 		connCh:   make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		fl:       newFlight(opts.MaxInFlight),
 	}
 	if p.sp == nil {
 		if opts.SpoolDir == "" {
@@ -218,15 +223,11 @@ func (p *Publisher) connect() error {
 	if nc.IsConnected() {
 		p.m.connected.Set(1)
 	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(p.opts.MaxInFlight+1),
-		jetstream.WithPublishAsyncTimeout(p.opts.AckTimeout),
-	)
-	if err != nil {
+	p.nc = nc
+	if err := p.subscribeAcks(); err != nil {
 		nc.Close()
-		return fmt.Errorf("jetstream: %w", err)
+		return err
 	}
-	p.nc, p.js = nc, js
 	return nil
 }
 
