@@ -56,7 +56,7 @@ func (c *conn) upstreamSide() error {
 			Stream:  stream,
 			Proto:   resp.Proto,
 			Status:  resp.StatusCode,
-			Headers: RedactHeaders(resp.Header),
+			Headers: redactOwned(resp.Header), // resp is not read again
 		}
 		if berr != nil && c.down.failed() == nil {
 			rec.Error = "response body: " + berr.Error()
