@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
@@ -218,6 +219,10 @@ type exchange struct {
 	// switched receives whether the server switched protocols; only for
 	// upgrade requests.
 	switched chan bool
+	// responded is set once the final response was handed to a worker to
+	// be recorded; answered then closes soon, even after the upstream
+	// side ended.
+	responded atomic.Bool
 }
 
 // Relay relays p until both sides closed (or one failed, or ctx ended) and

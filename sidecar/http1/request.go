@@ -13,10 +13,12 @@ import (
 func (c *conn) clientSide() error {
 	br := c.upBuf
 	var prev *exchange
+	var recent [maxUnrecorded]*exchange
 	for stream := uint64(1); ; stream++ {
 		if _, err := br.Peek(1); err != nil {
 			return c.end(c.up, nil)
 		}
+		c.throttle(recent[stream%maxUnrecorded])
 		start := time.Now()
 		c.up.limit = c.r.opts.MaxHeaderBytes
 		req, err := http.ReadRequest(br)
@@ -56,6 +58,7 @@ func (c *conn) clientSide() error {
 			c.recordRequest(x, req, body)
 		})
 		prev = x
+		recent[stream%maxUnrecorded] = x
 		if berr != nil {
 			return c.rawAfter(c.up, br, "request body", stream, berr)
 		}
@@ -129,6 +132,21 @@ func (c *conn) end(t *tee, err error) error {
 	return err
 }
 
+// maxUnrecorded bounds the exchanges of one connection whose records are
+// still being made. Recording runs beside the relay; when the machine
+// cannot keep up with both, the relay waits for the recording instead of
+// piling up records (and memory) without bound.
+const maxUnrecorded = 8
+
+// throttle waits, for at most PairWait, until old (the exchange
+// maxUnrecorded before the next one; nil: none) has its response
+// recorded. In the usual case it already has and nothing waits.
+func (c *conn) throttle(old *exchange) {
+	if old != nil {
+		waitOrTimeout(old.answered, c.upstreamDone, c.r.opts.PairWait)
+	}
+}
+
 // afterResponse waits, for at most PairWait, until the previous exchange's
 // response was recorded, so that records come in conversation order: the
 // client may send its next request as soon as the response bytes were
@@ -137,5 +155,12 @@ func (c *conn) afterResponse(prev *exchange) {
 	if prev == nil {
 		return
 	}
-	waitOrTimeout(prev.answered, c.upstreamDone, c.r.opts.PairWait)
+	if waitOrTimeout(prev.answered, c.upstreamDone, c.r.opts.PairWait) {
+		return
+	}
+	// The upstream side ended (or PairWait passed): a response it had
+	// already handed to a worker is being recorded, so keep the order.
+	if prev.responded.Load() {
+		waitOrTimeout(prev.answered, nil, c.r.opts.PairWait)
+	}
 }

@@ -119,6 +119,9 @@ func (c *conn) nextExchange() *exchange {
 // body (nil: none) is turned into rec.Body first, then recordResponse keeps
 // the conversation order.
 func (c *conn) recordResponseAsync(x *exchange, rec *event.HTTPResponse, body *capture, method, target string, headersAt, end time.Time) {
+	if x != nil {
+		x.responded.Store(true)
+	}
 	c.records.Add(1)
 	c.r.work.run(func() {
 		defer c.records.Done()
