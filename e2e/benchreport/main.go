@@ -29,6 +29,7 @@ type config struct {
 	binDir   string
 	duration time.Duration
 	conns    []int
+	tls      bool
 }
 
 func main() {
@@ -36,6 +37,7 @@ func main() {
 	var cfg config
 	flag.StringVar(&cfg.binDir, "bin", "bin", "directory with the chaperone binaries")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each wrk run")
+	flag.BoolVar(&cfg.tls, "tls", true, "also run the HTTPS case")
 	flag.Parse()
 	cfg.conns = []int{1, 16}
 	if err := cfg.validate(); err != nil {

@@ -26,6 +26,9 @@ type result struct {
 	name  string
 	conns int
 	wrk   wrkResult
+	// cpu is what the proxy (nginx or the sidecar) and, for the sidecar,
+	// the server spent per request; zero when not measured.
+	cpu cpuUse
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
@@ -69,11 +72,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			{"direct", "http://" + up.Addr().String() + "/"},
 			{"nginx", "http://" + ngx.addr + "/"},
 		} {
+			cpu0, _ := treeCPU(ngx.pid)
 			w, err := wrkIn(ctx, plain, tc.url, c, cfg.duration)
 			if err != nil {
 				return fmt.Errorf("%s: %w", tc.name, err)
 			}
-			results = append(results, result{tc.name, c, w})
+			r := result{name: tc.name, conns: c, wrk: w}
+			if tc.name == "nginx" {
+				if cpu1, err := treeCPU(ngx.pid); err == nil {
+					r.cpu.proxy = perRequest(cpu1-cpu0, w, cfg.duration)
+				}
+			}
+			results = append(results, r)
 		}
 	}
 
@@ -83,6 +93,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	results = append(results, side.results...)
 
+	report(os.Stdout, cfg, results, side)
+	if !cfg.tls {
+		return nil
+	}
 	tlsSB, err := sandbox.New(ctx, sandbox.Options{Logger: log})
 	if err != nil {
 		return err
@@ -92,7 +106,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
-	report(os.Stdout, cfg, results, side)
 	reportTLS(os.Stdout, cfg, tlsResults)
 	return nil
 }
@@ -110,11 +123,16 @@ func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb
 	var sc sidecarCase
 	var script strings.Builder
 	for _, c := range cfg.conns {
-		fmt.Fprintf(&script, "echo '@@ %d'; %s\n", c, strings.Join(wrkArgs(url, c, cfg.duration), " "))
+		// The times let the CPU samples be cut per run; the pause lets the
+		// spool and the server's ingest catch up, so the run's CPU counts
+		// the recording it caused.
+		fmt.Fprintf(&script, "echo \"@@ %d $(date +%%s%%N)\"; %s; echo \"@@end $(date +%%s%%N)\"; sleep %d\n",
+			c, strings.Join(wrkArgs(url, c, cfg.duration), " "), int(settleTime.Seconds()))
 	}
 	var out, sidecarLog bytes.Buffer
 	var pid int
 	var mu sync.Mutex
+	var cpu cpuLog
 	stopPoll := make(chan struct{})
 	var polled sync.WaitGroup
 	_, err := runner.Run(ctx, runner.Options{
@@ -141,6 +159,11 @@ func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb
 						sc.peakRSS = max(sc.peakRSS, v)
 						mu.Unlock()
 					}
+					side, err1 := procCPU(pid)
+					server, err2 := procCPU(srv.PID())
+					if err1 == nil && err2 == nil {
+						cpu.add(cpuSample{at: time.Now(), proxy: side, srv: server})
+					}
 					select {
 					case <-stopPoll:
 						return
@@ -157,18 +180,35 @@ func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb
 	}
 	for _, part := range strings.Split(out.String(), "@@ ")[1:] {
 		nl := strings.IndexByte(part, '\n')
-		c, err := strconv.Atoi(part[:nl])
+		head := strings.Fields(part[:nl])
+		if len(head) != 2 {
+			return sc, fmt.Errorf("parse wrk output: %q", part[:nl])
+		}
+		c, err := strconv.Atoi(head[0])
 		if err != nil {
 			return sc, fmt.Errorf("parse wrk output: %w", err)
 		}
-		w, err := parseWrk(part[nl+1:])
+		body, endLine, _ := strings.Cut(part[nl+1:], "@@end ")
+		w, err := parseWrk(body)
 		if err != nil {
 			return sc, fmt.Errorf("sidecar, %d connections: %w\n%s", c, err, part)
 		}
-		sc.results = append(sc.results, result{"sidecar", c, w})
+		r := result{name: "sidecar", conns: c, wrk: w}
+		start, err1 := strconv.ParseInt(head[1], 10, 64)
+		end, err2 := strconv.ParseInt(strings.TrimSpace(endLine), 10, 64)
+		if err1 == nil && err2 == nil {
+			if side, server, ok := cpu.between(time.Unix(0, start), time.Unix(0, end).Add(settleTime)); ok {
+				r.cpu = cpuUse{proxy: perRequest(side, w, cfg.duration), srv: perRequest(server, w, cfg.duration)}
+			}
+		}
+		sc.results = append(sc.results, r)
 	}
 	return sc, nil
 }
+
+// settleTime is the pause after each recorded run that lets its recording
+// finish before the next run starts.
+const settleTime = 2 * time.Second
 
 // procStatus reads a kB field of /proc/PID/status in bytes.
 func procStatus(pid int, field string) (int64, error) {
@@ -203,6 +243,7 @@ func startUpstream(ctx context.Context, ip netip.Addr) (net.Listener, error) {
 
 type nginx struct {
 	addr string
+	pid  int // the master; its worker is its child
 	stop func()
 }
 
@@ -292,7 +333,7 @@ func launchNginx(ctx context.Context, dir, addr, conf string) (*nginx, error) {
 	for i := 0; i < 100; i++ {
 		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
 			_ = c.Close()
-			return &nginx{addr: addr, stop: stop}, nil
+			return &nginx{addr: addr, pid: cmd.Process.Pid, stop: stop}, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -315,6 +356,12 @@ func report(w io.Writer, cfg config, results []result, sc sidecarCase) {
 		fmt.Fprintf(w, "%2d conns: added p50 nginx %v, sidecar %v (sidecar/nginx %.2f, target ≤ 1.00); throughput sidecar/nginx %.2f (target ≥ 0.80 at 16)\n",
 			c, addN, addS, ratio(float64(addS), float64(addN)), ratio(s.rps, n.rps))
 	}
+	fmt.Fprintln(w, "CPU per request (user+system, the sidecar's until its spool and the server's ingest caught up):")
+	for _, c := range cfg.conns {
+		nc, sc := cpuOf(results, "nginx", c), cpuOf(results, "sidecar", c)
+		fmt.Fprintf(w, "%2d conns: nginx %s; sidecar %s (%.1f× nginx) + chaperone-server %s = %s\n",
+			c, micros(nc.proxy), micros(sc.proxy), ratio(float64(sc.proxy), float64(nc.proxy)), micros(sc.srv), micros(sc.proxy+sc.srv))
+	}
 	fmt.Fprintf(w, "sidecar RSS: idle %.1f MiB (target < 15), peak %.1f MiB (target < 40)\n",
 		float64(sc.idleRSS)/(1<<20), float64(sc.peakRSS)/(1<<20))
 }
@@ -324,4 +371,17 @@ func ratio(a, b float64) float64 {
 		return 0
 	}
 	return a / b
+}
+
+func cpuOf(results []result, name string, conns int) cpuUse {
+	for _, r := range results {
+		if r.name == name && r.conns == conns {
+			return r.cpu
+		}
+	}
+	return cpuUse{}
+}
+
+func micros(d time.Duration) string {
+	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
 }

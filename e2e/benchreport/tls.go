@@ -171,7 +171,7 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 				if err != nil {
 					return nil, fmt.Errorf("tls %s %s: %w", tc.name, mode, err)
 				}
-				results = append(results, result{tc.name + "/" + mode, c, w})
+				results = append(results, result{name: tc.name + "/" + mode, conns: c, wrk: w})
 			}
 		}
 	}
@@ -216,7 +216,7 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 		if err != nil {
 			return nil, fmt.Errorf("sidecar tls %s, %d connections: %w\n%s", head[0], c, err, part)
 		}
-		results = append(results, result{"sidecar/" + head[0], c, w})
+		results = append(results, result{name: "sidecar/" + head[0], conns: c, wrk: w})
 	}
 	return results, nil
 }

@@ -2,7 +2,7 @@ package event
 
 import (
 	"fmt"
-	"reflect"
+	"slices"
 )
 
 // payloadField maps each kind to the name of its payload field in Event.
@@ -29,22 +29,6 @@ var payloadField = map[Kind]string{
 	KindMCPToolCall:       "MCPToolCall",
 }
 
-// payloadIndex maps each kind to the index of its payload field in Event,
-// resolved once so Validate, which runs on every ingested event, does no
-// name lookups.
-var payloadIndex = func() map[Kind]int {
-	t := reflect.TypeFor[Event]()
-	m := make(map[Kind]int, len(payloadField))
-	for k, name := range payloadField {
-		f, ok := t.FieldByName(name)
-		if !ok {
-			panic("event: no payload field " + name)
-		}
-		m[k] = f.Index[0]
-	}
-	return m
-}()
-
 // Kinds returns every known kind.
 func Kinds() []Kind {
 	out := make([]Kind, 0, len(payloadField))
@@ -69,19 +53,55 @@ func (e *Event) Validate() error {
 	if e.Time.IsZero() {
 		return fmt.Errorf("%w: event %s has no time", ErrInvalid, e.ID)
 	}
-	want, ok := payloadIndex[e.Kind]
-	if !ok {
+	if _, ok := payloadField[e.Kind]; !ok {
 		return fmt.Errorf("%w: unknown kind %q", ErrInvalid, e.Kind)
 	}
-	v := reflect.ValueOf(e).Elem()
-	for k, i := range payloadIndex {
-		set := !v.Field(i).IsNil()
-		if i == want && !set {
-			return fmt.Errorf("%w: %s event %s has no payload", ErrInvalid, e.Kind, e.ID)
-		}
-		if i != want && set {
+	var buf [4]Kind
+	set := e.setPayloads(buf[:0])
+	if !slices.Contains(set, e.Kind) {
+		return fmt.Errorf("%w: %s event %s has no payload", ErrInvalid, e.Kind, e.ID)
+	}
+	for _, k := range set {
+		if k != e.Kind {
 			return fmt.Errorf("%w: %s event %s carries a %s payload", ErrInvalid, e.Kind, e.ID, payloadField[k])
 		}
 	}
 	return nil
+}
+
+// setPayloads appends the kinds of the payload fields e has set. Validate
+// runs on every ingested event, so this spells the fields out rather than
+// walk them by reflection; TestSetPayloads keeps it in step with
+// payloadField.
+func (e *Event) setPayloads(out []Kind) []Kind {
+	for _, p := range [...]struct {
+		kind Kind
+		set  bool
+	}{
+		{KindSessionStart, e.SessionStart != nil},
+		{KindSessionEnd, e.SessionEnd != nil},
+		{KindConnOpen, e.ConnOpen != nil},
+		{KindConnClose, e.ConnClose != nil},
+		{KindHTTPRequest, e.HTTPRequest != nil},
+		{KindHTTPResponse, e.HTTPResponse != nil},
+		{KindK8sRequest, e.K8sRequest != nil},
+		{KindStreamData, e.StreamData != nil},
+		{KindLLMPrompt, e.LLMPrompt != nil},
+		{KindLLMCompletion, e.LLMCompletion != nil},
+		{KindSQLQuery, e.SQLQuery != nil},
+		{KindSQLResult, e.SQLResult != nil},
+		{KindProcessExec, e.ProcessExec != nil},
+		{KindProcessExit, e.ProcessExit != nil},
+		{KindPolicyDecision, e.PolicyDecision != nil},
+		{KindPolicyLoaded, e.PolicyLoaded != nil},
+		{KindApprovalRequested, e.ApprovalRequested != nil},
+		{KindApprovalDecided, e.ApprovalDecided != nil},
+		{KindMCPToolList, e.MCPToolList != nil},
+		{KindMCPToolCall, e.MCPToolCall != nil},
+	} {
+		if p.set {
+			out = append(out, p.kind)
+		}
+	}
+	return out
 }

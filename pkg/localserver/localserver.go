@@ -127,6 +127,9 @@ func ready(ctx context.Context, base string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
+// PID is the server process's id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // Stop sends SIGTERM and waits up to 30 s, then kills. It is safe to call
 // more than once.
 func (s *Server) Stop() error {

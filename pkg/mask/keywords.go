@@ -11,9 +11,14 @@ type hit struct {
 // compiled to a dense DFA over a folded alphabet (bytes that occur in no
 // keyword share one symbol), so a scan is one table lookup per byte.
 type keywordMatcher struct {
-	sym   [256]uint8
-	nsym  int
-	delta []int32 // state*nsym + symbol -> next state
+	sym  [256]uint8
+	nsym int
+	// next holds the transitions as row offsets, state*nsym, so that a
+	// step is one load and one add; an entry is negated (^row) when its
+	// target state ends a keyword, which keeps the test for hits off the
+	// common path.
+	next  []int32
+	delta []int32 // state*nsym + symbol -> next state (construction only)
 	out   [][]hit // per state, every keyword ending there (via failure links too)
 }
 
@@ -83,18 +88,29 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 		}
 	}
 	// Symbol 0 (bytes in no keyword) always returns to the root.
+	m.next = make([]int32, len(m.delta))
+	for i, st := range m.delta {
+		row := st * int32(nsym)
+		if len(m.out[st]) > 0 {
+			row = ^row
+		}
+		m.next[i] = row
+	}
+	m.delta = nil
 	return m
 }
 
 // scan calls fn for every keyword occurrence in s with its rule and the
 // occurrence's start and end.
 func (m *keywordMatcher) scan(s string, fn func(rule, start, end int)) {
-	st := int32(0)
+	next := m.next
 	nsym := int32(m.nsym)
+	row := int32(0)
 	for i := 0; i < len(s); i++ {
-		st = m.delta[st*nsym+int32(m.sym[s[i]])]
-		if hs := m.out[st]; hs != nil {
-			for _, h := range hs {
+		row = next[row+int32(m.sym[s[i]])]
+		if row < 0 {
+			row = ^row
+			for _, h := range m.out[row/nsym] {
 				fn(int(h.rule), i+1-int(h.n), i+1)
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -43,6 +45,10 @@ type Masker struct {
 	always []int // rules without keywords
 	km     *keywordMatcher
 	key    []byte
+
+	// credNames memoises credentialHeader: header name -> bool.
+	credNames sync.Map
+	credCount atomic.Int32
 }
 
 // maxPasses bounds the re-masking that makes Mask idempotent: a pass can

@@ -25,7 +25,8 @@ func (m *Masker) keyed(value string) (string, Finding) {
 	return tok, Finding{Rule: KeyedRule, Secret: value, Token: tok}
 }
 
-// MaskHeaders returns a copy of h with secrets masked. Credential headers
+// MaskHeaders returns h with secrets masked: a copy when something was
+// masked, h itself otherwise (it is never modified). Credential headers
 // (Authorization, Cookie, X-Api-Key, …) are masked whole, keeping an
 // Authorization scheme; other values go through Mask.
 func (m *Masker) MaskHeaders(h map[string][]string) (map[string][]string, []Finding) {
@@ -33,28 +34,69 @@ func (m *Masker) MaskHeaders(h map[string][]string) (map[string][]string, []Find
 		return nil, nil
 	}
 	var fs []Finding
-	out := make(map[string][]string, len(h))
+	var out map[string][]string // made on the first change
 	for name, vs := range h {
-		nv := make([]string, len(vs))
-		cred := credentialHeaders[normKey(name)] || sensitiveKey(name)
+		var nv []string
+		set := func(i int, v string) {
+			if nv == nil {
+				nv = append([]string(nil), vs...)
+			}
+			nv[i] = v
+		}
+		cred := m.credentialHeader(name)
 		for i, v := range vs {
 			if cred && v != "" && !isToken(v) && !tokenRE.MatchString(v) && v != "[REDACTED]" {
 				scheme, rest, ok := strings.Cut(v, " ")
 				if ok && strings.Contains(normKey(name), "authorization") && rest != "" {
 					tok, f := m.keyed(rest)
-					nv[i], fs = scheme+" "+tok, append(fs, f)
+					set(i, scheme+" "+tok)
+					fs = append(fs, f)
 				} else {
 					tok, f := m.keyed(v)
-					nv[i], fs = tok, append(fs, f)
+					set(i, tok)
+					fs = append(fs, f)
 				}
 				continue
 			}
-			mv, f := m.Mask(v)
-			nv[i], fs = mv, append(fs, f...)
+			if mv, f := m.Mask(v); len(f) > 0 {
+				set(i, mv)
+				fs = append(fs, f...)
+			}
 		}
-		out[name] = nv
+		if nv != nil {
+			if out == nil {
+				out = make(map[string][]string, len(h))
+				for k, v := range h {
+					out[k] = append([]string(nil), v...)
+				}
+			}
+			out[name] = nv
+		}
+	}
+	if out == nil {
+		return h, nil
 	}
 	return out, fs
+}
+
+// maxCredentialNames bounds the memo of header names credentialHeader
+// keeps; past it, names are classified each time.
+const maxCredentialNames = 1024
+
+// credentialHeader reports whether a header's whole value is a credential,
+// by its name. Header names repeat from request to request, so the answer
+// is remembered.
+func (m *Masker) credentialHeader(name string) bool {
+	if v, ok := m.credNames.Load(name); ok {
+		return v.(bool)
+	}
+	cred := credentialHeaders[normKey(name)] || sensitiveKey(name)
+	if m.credCount.Load() < maxCredentialNames {
+		if _, loaded := m.credNames.LoadOrStore(name, cred); !loaded {
+			m.credCount.Add(1)
+		}
+	}
+	return cred
 }
 
 // MaskURL masks a URL or request target: query values named like secrets

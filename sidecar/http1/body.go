@@ -46,6 +46,23 @@ func RedactHeaders(h http.Header) map[string][]string {
 	return out
 }
 
+// redactOwned is RedactHeaders for a header the caller owns and no longer
+// needs: it redacts the values in place and returns h itself, sparing the
+// copy. ReadResponse's header is one; nothing reads it after the record.
+func redactOwned(h http.Header) map[string][]string {
+	if len(h) == 0 {
+		return nil
+	}
+	for k, vs := range h {
+		if redactedHeaders[http.CanonicalHeaderKey(k)] {
+			for i := range vs {
+				vs[i] = Redacted
+			}
+		}
+	}
+	return h
+}
+
 // capture keeps the first limit bytes written to it and counts them all.
 type capture struct {
 	limit int64

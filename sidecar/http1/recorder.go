@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
@@ -69,6 +70,7 @@ type Options struct {
 // concurrent use; each Relay call handles one connection.
 type Recorder struct {
 	opts Options
+	work *workers
 }
 
 // New returns a Recorder with opts, defaults filled in.
@@ -91,7 +93,7 @@ func New(opts Options) *Recorder {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{opts: opts}
+	return &Recorder{opts: opts, work: newWorkers()}
 }
 
 // Pair is a connection to relay: the client's side and the upstream's.
@@ -244,6 +246,10 @@ type exchange struct {
 	// tap is set, before switched receives true, when the sink watches
 	// the upgraded connection.
 	tap Tap
+	// responded is set once the final response was handed to a worker to
+	// be recorded; answered then closes soon, even after the upstream
+	// side ended.
+	responded atomic.Bool
 }
 
 // Relay relays p until both sides closed (or one failed, or ctx ended) and

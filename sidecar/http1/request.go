@@ -17,6 +17,7 @@ func (c *conn) clientSide() error {
 	br := c.upBuf
 	var prev *exchange
 	gated := c.r.opts.RequestHook != nil
+	var recent [maxUnrecorded]*exchange
 	for stream := uint64(1); ; stream++ {
 		if _, err := br.Peek(1); err != nil {
 			if err := c.up.closeHeld(); err != nil {
@@ -24,6 +25,7 @@ func (c *conn) clientSide() error {
 			}
 			return c.end(c.up, nil)
 		}
+		c.throttle(recent[stream%maxUnrecorded])
 		start := time.Now()
 		c.up.limit = c.r.opts.MaxHeaderBytes
 		req, err := http.ReadRequest(br)
@@ -80,13 +82,15 @@ func (c *conn) clientSide() error {
 		// Record off the relay path: the record waits for the previous
 		// response's, while the client's next bytes keep flowing.
 		c.records.Add(1)
-		go func(prev *exchange) {
+		prevX := prev
+		c.r.work.run(func() {
 			defer c.records.Done()
 			defer close(x.recorded)
-			c.afterResponse(prev)
+			c.afterResponse(prevX)
 			c.recordRequest(x, req, body)
-		}(prev)
+		})
 		prev = x
+		recent[stream%maxUnrecorded] = x
 		if berr != nil {
 			if gated {
 				return c.unparsed(stream, berr)
@@ -201,6 +205,21 @@ func (c *conn) end(t *tee, err error) error {
 	return err
 }
 
+// maxUnrecorded bounds the exchanges of one connection whose records are
+// still being made. Recording runs beside the relay; when the machine
+// cannot keep up with both, the relay waits for the recording instead of
+// piling up records (and memory) without bound.
+const maxUnrecorded = 8
+
+// throttle waits, for at most PairWait, until old (the exchange
+// maxUnrecorded before the next one; nil: none) has its response
+// recorded. In the usual case it already has and nothing waits.
+func (c *conn) throttle(old *exchange) {
+	if old != nil {
+		waitOrTimeout(old.answered, c.upstreamDone, c.r.opts.PairWait)
+	}
+}
+
 // afterResponse waits, for at most PairWait, until the previous exchange's
 // response was recorded, so that records come in conversation order: the
 // client may send its next request as soon as the response bytes were
@@ -209,5 +228,12 @@ func (c *conn) afterResponse(prev *exchange) {
 	if prev == nil {
 		return
 	}
-	waitOrTimeout(prev.answered, c.upstreamDone, c.r.opts.PairWait)
+	if waitOrTimeout(prev.answered, c.upstreamDone, c.r.opts.PairWait) {
+		return
+	}
+	// The upstream side ended (or PairWait passed): a response it had
+	// already handed to a worker is being recorded, so keep the order.
+	if prev.responded.Load() {
+		waitOrTimeout(prev.answered, nil, c.r.opts.PairWait)
+	}
 }

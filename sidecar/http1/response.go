@@ -59,7 +59,7 @@ func (c *conn) upstreamSide() error {
 			Stream:  stream,
 			Proto:   resp.Proto,
 			Status:  resp.StatusCode,
-			Headers: RedactHeaders(resp.Header),
+			Headers: redactOwned(resp.Header), // resp is not read again
 		}
 		if berr != nil && c.down.failed() == nil {
 			rec.Error = "response body: " + berr.Error()
@@ -120,15 +120,18 @@ func (c *conn) nextExchange() *exchange {
 	}
 }
 
-// recordResponseAsync records rec in a goroutine tracked by c.records:
+// recordResponseAsync records rec on a worker, tracked by c.records:
 // body (nil: none) is turned into rec.Body first, then recordResponse keeps
 // the conversation order.
 func (c *conn) recordResponseAsync(x *exchange, rec *event.HTTPResponse, body *capture, method, target string, headersAt, end time.Time) {
+	if x != nil {
+		x.responded.Store(true)
+	}
 	c.records.Add(1)
-	go func() {
+	c.r.work.run(func() {
 		defer c.records.Done()
 		c.recordResponse(x, rec, body, method, target, headersAt, end)
-	}()
+	})
 }
 
 // recordResponse records rec for x (nil: unpaired) after x's request was

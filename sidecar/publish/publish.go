@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
@@ -23,6 +22,10 @@ const (
 	DefaultMaxInFlight = 4096
 	DefaultAckTimeout  = 5 * time.Second
 )
+
+// maxKeptEncodeBuf bounds the encoding buffer kept between events, so that
+// one large event does not pin its buffer.
+const maxKeptEncodeBuf = 64 << 10
 
 // Errors of a Publisher. Refusals wrap ErrUnavailable together with the
 // cause (for example spool.ErrFull); check them with errors.Is.
@@ -80,11 +83,17 @@ type Publisher struct {
 	subject  string
 	blobSubj string
 	nc       *nats.Conn
-	js       jetstream.JetStream
 	m        *metrics
+
+	// The sender's state: the reply subjects' prefix, the window of
+	// messages awaiting their ack, and the next message id (sender only).
+	replyPrefix string
+	fl          *flight
+	nextID      uint64
 
 	mu     sync.Mutex // orders sequence numbers with spool appends
 	seq    uint64
+	enc    []byte // encoding buffer, under mu
 	closed atomic.Bool
 	// failing is set while JetStream refuses publishes on a live connection,
 	// so that the state change is logged once.
@@ -124,6 +133,7 @@ func New(ctx context.Context, opts Options) (*Publisher, error) {
 		wake:     make(chan struct{}, 1),
 		connCh:   make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		fl:       newFlight(opts.MaxInFlight),
 	}
 	if p.sp == nil {
 		if opts.SpoolDir == "" {
@@ -213,15 +223,11 @@ func (p *Publisher) connect() error {
 	if nc.IsConnected() {
 		p.m.connected.Set(1)
 	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(p.opts.MaxInFlight+1),
-		jetstream.WithPublishAsyncTimeout(p.opts.AckTimeout),
-	)
-	if err != nil {
+	p.nc = nc
+	if err := p.subscribeAcks(); err != nil {
 		nc.Close()
-		return fmt.Errorf("jetstream: %w", err)
+		return err
 	}
-	p.nc, p.js = nc, js
 	return nil
 }
 
@@ -255,10 +261,14 @@ func (p *Publisher) Publish(ctx context.Context, e *event.Event) error {
 		p.mu.Unlock()
 		return fmt.Errorf("publish: %w", err)
 	}
-	data, err := event.Encode(e)
+	// The spool copies the bytes, so one buffer serves every event.
+	data, err := event.AppendEncode(p.enc[:0], e)
 	if err != nil {
 		p.mu.Unlock()
 		return fmt.Errorf("publish: %w", err)
+	}
+	if cap(data) <= maxKeptEncodeBuf {
+		p.enc = data
 	}
 	_, err = p.sp.Append(spool.Message{Subject: p.subject, MsgID: e.ID, Data: data, Seq: e.Seq})
 	if err != nil {
@@ -346,6 +356,13 @@ func (p *Publisher) Ready() error {
 		return fmt.Errorf("%w: not connected to nats and cannot spool: %w", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// Pending is the number of spooled records JetStream has not
+// acknowledged yet.
+func (p *Publisher) Pending() int64 {
+	_, recs := p.sp.Usage()
+	return recs
 }
 
 // Seq is the sequence of the last event published.

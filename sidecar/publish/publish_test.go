@@ -396,3 +396,44 @@ func BenchmarkPublish(b *testing.B) {
 	waitDrained(b, p, time.Minute)
 	b.ReportMetric(float64(i)/time.Since(start).Seconds(), "events/s")
 }
+
+// TestNoStreamThenStream publishes while no JetStream stream takes the
+// subjects: NATS answers "no responders", the events stay in the spool,
+// and they all arrive once the stream exists. A small window makes the
+// sender wait for answers too.
+func TestNoStreamThenStream(t *testing.T) {
+	ns := startNATS(t)
+	nc, js := ns.connect()
+	defer nc.Close()
+	if err := js.DeleteStream(t.Context(), natsbus.EventsStream); err != nil {
+		t.Fatal(err)
+	}
+	p := newPublisher(t, ns.url, t.TempDir(), func(o *Options) { o.MaxInFlight = 8 })
+	const n = 100
+	for i := range n {
+		if err := p.Publish(t.Context(), newEvent(i, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Refused, not lost: the sender backs off and tries again.
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.failing.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("publishing without a stream never failed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := p.Pending(); got != n {
+		t.Fatalf("%d records pending without a stream, want %d", got, n)
+	}
+	ns.createStream()
+	waitDrained(t, p, 30*time.Second)
+	got := ns.readStream(t.Context())
+	ids := map[string]bool{}
+	for _, m := range got {
+		ids[m.msgID] = true
+	}
+	if len(got) != n || len(ids) != n {
+		t.Fatalf("stream holds %d messages, %d distinct, want %d", len(got), len(ids), n)
+	}
+}

@@ -1,12 +1,15 @@
 package publish
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sync/atomic"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,12 +29,157 @@ const (
 	gatherDelay = time.Millisecond
 )
 
-var errDisconnected = errors.New("nats disconnected")
+var (
+	errDisconnected = errors.New("nats disconnected")
+	errNoStream     = errors.New("no JetStream stream takes the subject")
+)
 
-// inflight is one message awaiting its JetStream ack.
-type inflight struct {
-	fut jetstream.PubAckFuture
-	pos spool.Pos
+// The sender publishes with core NATS and a reply subject of its own per
+// message, "<inbox>.<id>", and takes JetStream's acknowledgements on one
+// subscription to "<inbox>.*". That is what a JetStream client's
+// asynchronous publish does, without a future, two channels, a timer and
+// a JSON decoding per message.
+
+// flight is the window of messages sent and not yet acknowledged, in send
+// order, shared by the sender and the ack handler.
+type flight struct {
+	mu    sync.Mutex
+	ring  []sent
+	head  int    // index of the oldest
+	count int    // messages in the window
+	base  uint64 // id of the oldest; ids below it are from an earlier epoch
+	acked int64  // acknowledgements in this epoch
+	err   error  // first refusal JetStream answered with in this epoch
+	wake  chan struct{}
+}
+
+type sent struct {
+	pos   spool.Pos
+	at    time.Time
+	acked bool
+}
+
+func newFlight(size int) *flight {
+	return &flight{ring: make([]sent, size), wake: make(chan struct{}, 1)}
+}
+
+func (f *flight) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reset starts an epoch: the window is emptied, and answers to what it
+// held are ignored from now on (the spool resends those records).
+func (f *flight) reset(next uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.head, f.count, f.base, f.acked, f.err = 0, 0, next, 0, nil
+}
+
+// add appends the message with the given id (always base+count).
+func (f *flight) add(pos spool.Pos, at time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ring[(f.head+f.count)%len(f.ring)] = sent{pos: pos, at: at}
+	f.count++
+}
+
+// settle drops acknowledged messages off the front. It returns how many
+// stay, when the oldest was sent, and the epoch's first refusal.
+func (f *flight) settle() (count int, oldest time.Time, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.count > 0 && f.ring[f.head].acked {
+		f.ring[f.head] = sent{}
+		f.head = (f.head + 1) % len(f.ring)
+		f.count--
+		f.base++
+	}
+	if f.count > 0 {
+		oldest = f.ring[f.head].at
+	}
+	return f.count, oldest, f.err
+}
+
+// answer records JetStream's answer for id. It returns the position to
+// acknowledge in the spool, if the answer is a current acknowledgement.
+func (f *flight) answer(id uint64, err error) (spool.Pos, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id < f.base || id >= f.base+uint64(f.count) {
+		return spool.Pos{}, false // an earlier epoch's: its record is resent
+	}
+	s := &f.ring[(f.head+int(id-f.base))%len(f.ring)]
+	if s.acked {
+		return spool.Pos{}, false
+	}
+	if err != nil {
+		if f.err == nil {
+			f.err = err
+		}
+		return spool.Pos{}, false
+	}
+	s.acked = true
+	f.acked++
+	return s.pos, true
+}
+
+// subscribeAcks listens for JetStream's answers. The subscription is the
+// connection's for its whole life; the client renews it on reconnect.
+func (p *Publisher) subscribeAcks() error {
+	p.replyPrefix = nats.NewInbox() + "."
+	if _, err := p.nc.Subscribe(p.replyPrefix+"*", p.onAck); err != nil {
+		return fmt.Errorf("subscribe to acks: %w", err)
+	}
+	return nil
+}
+
+// onAck handles one answer: a PubAck acknowledges the record in the
+// spool; an error (or no stream at all) ends the sender's epoch.
+func (p *Publisher) onAck(m *nats.Msg) {
+	id, err := strconv.ParseUint(m.Subject[len(p.replyPrefix):], 10, 64)
+	if err != nil {
+		return
+	}
+	pos, ok := p.fl.answer(id, pubAckErr(m))
+	if ok {
+		p.sp.Ack(pos)
+		p.m.acked.Inc()
+		if p.failing.Load() && p.failing.CompareAndSwap(true, false) {
+			p.log.Info("jetstream publish resumed")
+		}
+	}
+	p.fl.signal()
+}
+
+// pubAckErr returns the refusal an answer carries, nil for a PubAck. A
+// PubAck is {"stream":…,"seq":…}; only refusals are decoded.
+func pubAckErr(m *nats.Msg) error {
+	if len(m.Data) == 0 {
+		if m.Header.Get("Status") == "503" {
+			return errNoStream
+		}
+		return errors.New("jetstream: empty answer")
+	}
+	if !bytes.Contains(m.Data, []byte(`"error"`)) {
+		if bytes.Contains(m.Data, []byte(`"seq"`)) {
+			return nil
+		}
+		return fmt.Errorf("jetstream: unexpected answer %.100q", m.Data)
+	}
+	var r struct {
+		Error struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return fmt.Errorf("jetstream: answer %.100q: %w", m.Data, err)
+	}
+	return fmt.Errorf("jetstream: %s (code %d, err_code %d)", r.Error.Description, r.Error.Code, r.Error.ErrCode)
 }
 
 // run is the sender: it streams the spool to JetStream in epochs. An epoch
@@ -80,84 +228,71 @@ func (p *Publisher) run(ctx context.Context) {
 }
 
 // epoch sends from the oldest unacknowledged record until an error or ctx
-// ends, then waits for the acks of what it sent. It returns how many
-// messages were acknowledged.
+// ends, at most MaxInFlight unacknowledged. It returns how many messages
+// were acknowledged meanwhile. Answers to what is still in flight when it
+// ends are ignored; the next epoch sends those records again.
 func (p *Publisher) epoch(ctx context.Context, highSent *uint64) (int64, error) {
 	r := p.sp.NewReader()
 	defer r.Close()
-	q := make(chan inflight, p.opts.MaxInFlight)
-	errc := make(chan error, 1)
-	var acked atomic.Int64
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ackerDone := make(chan struct{})
-	go func() {
-		defer close(ackerDone)
-		p.ackLoop(actx, q, errc, &acked)
-	}()
-	err := p.send(ctx, r, q, errc, highSent)
-	close(q)
-	// Futures resolve within AckTimeout (or at once on a disconnect), so
-	// this ends; Close cancels ctx to end it sooner.
-	<-ackerDone
+	p.fl.reset(p.nextID)
+	err := p.send(ctx, r, highSent)
 	p.m.inFlight.Set(0)
-	if err == nil {
-		select {
-		case err = <-errc:
-		default:
-		}
-	}
-	return acked.Load(), err
+	p.fl.mu.Lock()
+	acked := p.fl.acked
+	p.fl.mu.Unlock()
+	return acked, err
 }
 
-// send publishes records in spool order, at most MaxInFlight unacknowledged.
-func (p *Publisher) send(ctx context.Context, r *spool.Reader, q chan<- inflight, errc <-chan error, highSent *uint64) error {
+// send publishes records in spool order.
+func (p *Publisher) send(ctx context.Context, r *spool.Reader, highSent *uint64) error {
+	// One message and header serve every publish: PublishMsg encodes them
+	// before it returns.
+	msg := &nats.Msg{Header: nats.Header{}}
+	var reply []byte
+	timeout := time.NewTimer(p.opts.AckTimeout)
+	defer timeout.Stop()
 	for {
-		select {
-		case err := <-errc:
+		n, oldest, err := p.fl.settle()
+		p.m.inFlight.Set(float64(n))
+		if err != nil {
 			return err
-		default:
+		}
+		if n > 0 && time.Since(oldest) >= p.opts.AckTimeout {
+			return fmt.Errorf("no jetstream ack within %v", p.opts.AckTimeout)
+		}
+		if n >= p.opts.MaxInFlight {
+			if err := p.await(ctx, timeout, oldest, nil); err != nil || ctx.Err() != nil {
+				return err
+			}
+			continue
 		}
 		m, pos, err := r.Next()
 		if errors.Is(err, io.EOF) {
-			select {
-			case <-ctx.Done():
-				return nil
-			case err := <-errc:
+			if err := p.await(ctx, timeout, oldest, p.wake); err != nil || ctx.Err() != nil {
 				return err
-			case <-p.wake:
-				// Let a burst gather: the records appended meanwhile go
-				// out with one spool read and one socket write instead of
-				// a wake-up, a read and a write each. Delivery is
-				// asynchronous anyway; Publish returned long ago.
-				if !p.closed.Load() {
-					t := time.NewTimer(gatherDelay)
-					select {
-					case <-ctx.Done():
-					case <-t.C:
-					}
-					t.Stop()
-				}
-			case <-p.connCh:
-				if !p.nc.IsConnected() {
-					return errDisconnected
-				}
 			}
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("read spool: %w", err)
 		}
-		msg := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: make(nats.Header, 1+len(m.Header))}
+		clear(msg.Header)
 		msg.Header[jetstream.MsgIDHeader] = []string{m.MsgID}
 		for k, v := range m.Header {
 			msg.Header[k] = []string{v}
 		}
-		fut, err := p.js.PublishMsgAsync(msg)
+		id := p.nextID
+		reply = strconv.AppendUint(append(reply[:0], p.replyPrefix...), id, 10)
+		msg.Subject, msg.Reply, msg.Data = m.Subject, string(reply), m.Data
+		// The window holds the message before it can be answered.
+		p.fl.add(pos, time.Now())
+		p.nextID++
+		err = p.nc.PublishMsg(msg)
 		if errors.Is(err, nats.ErrMaxPayload) {
 			// Resending cannot help and would block every later event.
 			p.log.Error("dropping a spooled message over the server's max payload", keyMsgID, m.MsgID, keyBytes, len(m.Data), keyErr, err)
 			p.m.dropped.Inc()
+			p.fl.answer(id, nil)
 			p.sp.Ack(pos)
 			continue
 		}
@@ -169,39 +304,41 @@ func (p *Publisher) send(ctx context.Context, r *spool.Reader, q chan<- inflight
 		} else {
 			*highSent = pos.End()
 		}
-		p.m.inFlight.Inc()
-		select {
-		case q <- inflight{fut: fut, pos: pos}:
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			return nil
-		}
 	}
 }
 
-// ackLoop waits for the acks in send order and acknowledges the records in
-// the spool. It reports the first failure on errc and keeps draining.
-func (p *Publisher) ackLoop(ctx context.Context, q <-chan inflight, errc chan<- error, acked *atomic.Int64) {
-	for it := range q {
-		select {
-		case <-it.fut.Ok():
-			p.sp.Ack(it.pos)
-			acked.Add(1)
-			p.m.acked.Inc()
-			if p.failing.Load() && p.failing.CompareAndSwap(true, false) {
-				p.log.Info("jetstream publish resumed")
-			}
-		case err := <-it.fut.Err():
-			select {
-			case errc <- fmt.Errorf("jetstream ack for %s: %w", it.fut.Msg().Header.Get(jetstream.MsgIDHeader), err):
-			default:
-			}
-		case <-ctx.Done():
-			return
-		}
-		p.m.inFlight.Dec()
+// await waits for something that lets send go on: an answer, an append
+// (when more is non-nil), the oldest message's ack deadline, a connection
+// change or ctx. It returns an error only when the connection is gone.
+func (p *Publisher) await(ctx context.Context, timeout *time.Timer, oldest time.Time, more <-chan struct{}) error {
+	var deadline <-chan time.Time
+	if !oldest.IsZero() {
+		timeout.Reset(time.Until(oldest.Add(p.opts.AckTimeout)))
+		deadline = timeout.C
 	}
+	select {
+	case <-ctx.Done():
+	case <-p.fl.wake:
+	case <-deadline:
+	case <-more:
+		// Let a burst gather: the records appended meanwhile go out with
+		// one spool read and one socket write instead of a wake-up, a read
+		// and a write each. Delivery is asynchronous anyway; Publish
+		// returned long ago.
+		if !p.closed.Load() {
+			t := time.NewTimer(gatherDelay)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	case <-p.connCh:
+		if !p.nc.IsConnected() {
+			return errDisconnected
+		}
+	}
+	return nil
 }
 
 // backoff is exponential with equal jitter.

@@ -37,15 +37,19 @@ func (s *Spool) NewReader() *Reader {
 // Next returns the next record and its position. It returns io.EOF when
 // the reader has caught up with the writer; call it again after more
 // appends. A reader that fell behind the acknowledged watermark skips ahead
-// to it.
+// to it. The message may share memory with the spool: do not modify it.
 func (r *Reader) Next() (Message, Pos, error) {
 	for {
-		base, limit, ok, err := r.locate()
+		base, limit, kept, ok, err := r.locate()
 		if err != nil || !ok {
 			if err == nil {
 				err = io.EOF
 			}
 			return Message{}, Pos{}, err
+		}
+		if kept != nil {
+			r.pos = kept.pos.End()
+			return kept.m, kept.pos, nil
 		}
 		if r.f == nil || r.fbase != base {
 			if err := r.open(base); err != nil {
@@ -80,14 +84,15 @@ func (r *Reader) Next() (Message, Pos, error) {
 }
 
 // locate finds the segment holding r.pos and the committed end of it,
-// moving r.pos past acknowledged data and between segments. ok is false
-// when there is nothing to read yet.
-func (r *Reader) locate() (base, limit uint64, ok bool, err error) {
+// moving r.pos past acknowledged data and between segments; kept is the
+// record at r.pos when the spool still has it in memory. ok is false when
+// there is nothing to read yet.
+func (r *Reader) locate() (base, limit uint64, kept *tailRec, ok bool, err error) {
 	s := r.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return 0, 0, false, ErrClosed
+		return 0, 0, nil, false, ErrClosed
 	}
 	if r.pos < s.segs[0].base {
 		r.pos = max(s.acked, s.segs[0].base)
@@ -96,10 +101,13 @@ func (r *Reader) locate() (base, limit uint64, ok bool, err error) {
 		i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].base > r.pos }) - 1
 		sg := s.segs[i]
 		if r.pos < sg.base+sg.size {
-			return sg.base, sg.base + sg.size, true, nil
+			if t, ok := s.tailAtLocked(r.pos); ok {
+				return sg.base, sg.base + sg.size, &t, true, nil
+			}
+			return sg.base, sg.base + sg.size, nil, true, nil
 		}
 		if i == len(s.segs)-1 {
-			return 0, 0, false, nil
+			return 0, 0, nil, false, nil
 		}
 		// At the end of a sealed segment: continue in the next one.
 		r.pos = s.segs[i+1].base

@@ -132,6 +132,15 @@ type Spool struct {
 	closed  bool
 	buf     []byte
 
+	// tail keeps copies of the latest records until they are
+	// acknowledged, within tailMaxBytes, so that a reader keeping up with
+	// the writer (the publisher's sender) takes them from memory instead of
+	// reading them back and decoding them. The disk stays the record: a
+	// reader falls back to it for anything not here.
+	tail      []tailRec // ascending offsets; tail[tailHead:] are live
+	tailHead  int
+	tailBytes int
+
 	ckptMu    sync.Mutex
 	ckptSaved uint64
 
@@ -342,6 +351,7 @@ func (s *Spool) Append(m Message) (Pos, error) {
 		return Pos{}, s.werr
 	}
 	p := Pos{off: act.base + act.size, n: uint32(n)}
+	s.keepTailLocked(p, &m)
 	act.size += uint64(n)
 	s.bytes += int64(n)
 	s.records++
@@ -403,6 +413,7 @@ func (s *Spool) Ack(p Pos) {
 		s.records--
 		s.normalizeLocked()
 	}
+	s.dropTailLocked(s.acked)
 	s.gen++
 	// Everything is acknowledged: recycle a large active segment, or any
 	// when space is short, so its bytes leave the disk. (Small ones stay,
@@ -553,6 +564,7 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.tail, s.tailHead, s.tailBytes = nil, 0, 0
 	act := s.segs[len(s.segs)-1]
 	ckpt := s.snapshotLocked()
 	s.mu.Unlock()
