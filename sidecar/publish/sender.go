@@ -129,7 +129,7 @@ func (f *flight) answer(id uint64, err error) (spool.Pos, bool) {
 // subscribeAcks listens for JetStream's answers. The subscription is the
 // connection's for its whole life; the client renews it on reconnect.
 func (p *Publisher) subscribeAcks() error {
-	p.replyPrefix = nats.NewInbox() + "."
+	p.replyPrefix = p.nc.NewInbox() + "." // prefix-aware: workloads may only subscribe to _INBOX.<session>.>
 	if _, err := p.nc.Subscribe(p.replyPrefix+"*", p.onAck); err != nil {
 		return fmt.Errorf("subscribe to acks: %w", err)
 	}
