@@ -217,6 +217,8 @@ type exchange struct {
 	// switched receives whether the server switched protocols; only for
 	// upgrade requests.
 	switched chan bool
+	// obs observes the exchange for the sink; nil when it does not.
+	obs Exchange
 }
 
 // Relay relays p until both sides closed (or one failed, or ctx ended) and

@@ -33,6 +33,7 @@ func (c *conn) clientSide() error {
 			recorded: make(chan struct{}),
 			answered: make(chan struct{}),
 			switched: make(chan bool, 1),
+			obs:      observe(c.sink, stream, req),
 		}
 		select {
 		case c.pending <- x:
@@ -101,6 +102,9 @@ func (c *conn) recordRequest(x *exchange, req *http.Request, body *capture) {
 	}
 	if err := c.sink.Request(c.ctx, x.start, rec); err != nil {
 		c.recordFailed(err)
+	}
+	if x.obs != nil {
+		x.obs.RequestBody(c.ctx, x.start, body.buf, body.size)
 	}
 	c.mu.Lock()
 	c.stats.Requests++

@@ -2,6 +2,7 @@ package http1
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
@@ -50,7 +51,7 @@ func (c *conn) upstreamSide() error {
 		body := &capture{limit: c.r.opts.BodyCap}
 		var berr error
 		if !switched {
-			_, berr = copyInto(body, resp.Body)
+			berr = c.copyResponse(x, body, resp)
 		}
 		rec := &event.HTTPResponse{
 			Stream:  stream,
@@ -88,6 +89,20 @@ func (c *conn) upstreamSide() error {
 }
 
 var errUnpaired = errors.New("response without a request")
+
+// copyResponse reads a response body to its end into body, showing it to
+// the exchange's observer as it goes.
+func (c *conn) copyResponse(x *exchange, body *capture, resp *http.Response) error {
+	if x == nil || x.obs == nil {
+		_, err := copyInto(body, resp.Body)
+		return err
+	}
+	x.obs.ResponseHead(resp.StatusCode, resp.Header)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	_, err := io.CopyBuffer(observed{body, x.obs}, resp.Body, *bp)
+	return err
+}
 
 // nextExchange returns the oldest request not yet answered. A response that
 // arrives before any request waits a little for one (the request's head may
@@ -150,6 +165,9 @@ func (c *conn) recordResponse(x *exchange, rec *event.HTTPResponse, body *captur
 	}
 	if err := c.sink.Response(c.ctx, headersAt, rec); err != nil {
 		c.recordFailed(err)
+	}
+	if x != nil && x.obs != nil {
+		x.obs.End(c.ctx, end, rec.Error)
 	}
 	if x != nil {
 		close(x.answered)

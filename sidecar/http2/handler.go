@@ -137,6 +137,10 @@ func (c *conn) relay(w http.ResponseWriter, r *http.Request, x *exchange, resp *
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 
+	obs := x.observer()
+	if obs != nil {
+		obs.ResponseHead(resp.StatusCode, resp.Header)
+	}
 	rb := x.startResponse(resp, headersAt, streamsAtOnce(r, resp))
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -149,6 +153,9 @@ func (c *conn) relay(w http.ResponseWriter, r *http.Request, x *exchange, resp *
 				werr = rc.Flush()
 			}
 			// Recorded after the client has it: recording never delays.
+			if obs != nil {
+				obs.ResponseBody(buf[:n])
+			}
 			rb.write(buf[:n])
 			if werr != nil {
 				break

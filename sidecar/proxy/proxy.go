@@ -79,6 +79,8 @@ type Options struct {
 	// requests are masked. The zero Target matches nothing; Secrets found
 	// by their kind are masked on every connection.
 	KubeAPI k8s.Target
+	// LLM configures the decoding of LLM API and MCP traffic.
+	LLM LLMOptions
 	// FailOpen relays connections even when the Recorder cannot guarantee
 	// recording; by default such connections are refused.
 	FailOpen bool
