@@ -192,8 +192,51 @@ func (m *Masker) consider(s string, r, off int, loc []int) (candidate, bool) {
 type window struct{ lo, hi int }
 
 func (m *Masker) maskOnce(s string) (string, []Finding) {
-	if len(s) == 0 {
+	kept := m.find(s)
+	if len(kept) == 0 {
 		return s, nil
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	fs := make([]Finding, 0, len(kept))
+	last := 0
+	for _, c := range kept {
+		sec := s[c.start:c.end]
+		tok := m.Token(m.rules[c.rule].ID, sec)
+		b.WriteString(s[last:c.start])
+		b.WriteString(tok)
+		last = c.end
+		fs = append(fs, Finding{Rule: m.rules[c.rule].ID, Secret: strings.Clone(sec), Token: tok})
+	}
+	b.WriteString(s[last:])
+	return b.String(), fs
+}
+
+// Span is a secret found in a text: s[Start:End], and the token that
+// replaces it.
+type Span struct {
+	Start, End int
+	Rule       string
+	Token      string
+}
+
+// Find returns the secrets of s that one masking pass replaces, in
+// order, without overlaps. Streaming maskers use it to tell where they
+// may cut a text.
+func (m *Masker) Find(s string) []Span {
+	kept := m.find(s)
+	out := make([]Span, len(kept))
+	for i, c := range kept {
+		id := m.rules[c.rule].ID
+		out[i] = Span{Start: c.start, End: c.end, Rule: id, Token: m.Token(id, s[c.start:c.end])}
+	}
+	return out
+}
+
+// find returns the kept candidates of s, sorted by start.
+func (m *Masker) find(s string) []candidate {
+	if len(s) == 0 {
+		return nil
 	}
 	var protected [][]int
 	if strings.Contains(s, "[MASKED:") {
@@ -250,7 +293,7 @@ func (m *Masker) maskOnce(s string) (string, []Finding) {
 		}
 	}
 	if len(cands) == 0 {
-		return s, nil
+		return nil
 	}
 	slices.SortFunc(cands, func(a, b candidate) int {
 		if a.tier != b.tier {
@@ -278,20 +321,7 @@ func (m *Masker) maskOnce(s string) (string, []Finding) {
 	}
 	kept = expand(s, kept, cover)
 	slices.SortFunc(kept, func(a, b candidate) int { return a.start - b.start })
-	var b strings.Builder
-	b.Grow(len(s))
-	fs := make([]Finding, 0, len(kept))
-	last := 0
-	for _, c := range kept {
-		sec := s[c.start:c.end]
-		tok := m.Token(m.rules[c.rule].ID, sec)
-		b.WriteString(s[last:c.start])
-		b.WriteString(tok)
-		last = c.end
-		fs = append(fs, Finding{Rule: m.rules[c.rule].ID, Secret: strings.Clone(sec), Token: tok})
-	}
-	b.WriteString(s[last:])
-	return b.String(), fs
+	return kept
 }
 
 // bitset marks covered bytes of the input.
