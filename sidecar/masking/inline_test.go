@@ -149,11 +149,11 @@ func TestInlineTextAndJSON(t *testing.T) {
 
 func TestEventEnd(t *testing.T) {
 	for in, want := range map[string]int{
-		"data: a\n\n":         9,
-		"data: a\r\n\r\nx":    11,
-		"data: a\r\rx":        9,
-		"data: a\n":           -1,
-		"data: a\r\n\r":       -1,
+		"data: a\n\n":        9,
+		"data: a\r\n\r\nx":   11,
+		"data: a\r\rx":       9,
+		"data: a\n":          -1,
+		"data: a\r\n\r":      -1,
 		"data: a\nid: 1\n\n": 15,
 	} {
 		if got := eventEnd([]byte(in)); got != want {
