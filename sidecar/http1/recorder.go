@@ -140,6 +140,13 @@ type tee struct {
 	// than EOF or a failed relay write: the connection itself failed.
 	eof bool
 	err error
+	// hold keeps what is read in held instead of relaying it, so that a
+	// response can be rewritten before the client sees it; read counts
+	// the bytes read from src and heldAt is the offset of held[0].
+	hold   bool
+	held   []byte
+	read   int64
+	heldAt int64
 }
 
 var errHeadTooLarge = errors.New("message head too large")
@@ -152,10 +159,17 @@ func (t *tee) Read(p []byte) (int, error) {
 		p = p[:min(int64(len(p)), t.limit)]
 	}
 	n, err := t.src.Read(p)
-	if n > 0 {
+	if n > 0 && t.hold {
 		if t.limit >= 0 {
 			t.limit -= int64(n)
 		}
+		t.read += int64(n)
+		t.held = append(t.held, p[:n]...)
+	} else if n > 0 {
+		if t.limit >= 0 {
+			t.limit -= int64(n)
+		}
+		t.read += int64(n)
 		w, werr := t.dst.Write(p[:n])
 		t.n += int64(w)
 		if werr != nil {
@@ -169,7 +183,11 @@ func (t *tee) Read(p []byte) (int, error) {
 		if !t.eof {
 			t.eof = true
 			// Pass the half-close on at once: nothing else will come from
-			// this peer, whatever the parser still has buffered.
+			// this peer, whatever the parser still has buffered. Held
+			// bytes go first (see unhold).
+			if t.hold {
+				break
+			}
 			if cerr := t.dst.CloseWrite(); cerr != nil {
 				t.err = fmt.Errorf("%w: close write: %w", errRelay, cerr)
 				return n, t.err
@@ -198,6 +216,8 @@ type conn struct {
 	abortOnce      sync.Once
 	records        sync.WaitGroup // request records in flight
 	pair           Pair
+	// rw rewrites responses (see Rewriter); nil relays them as they come.
+	rw             Rewriter
 	mu             sync.Mutex
 	stats          Stats
 }
@@ -219,6 +239,8 @@ type exchange struct {
 	switched chan bool
 	// obs observes the exchange for the sink; nil when it does not.
 	obs Exchange
+	// proto11 says the client speaks HTTP/1.1 or later.
+	proto11 bool
 }
 
 // Relay relays p until both sides closed (or one failed, or ctx ended) and
@@ -235,6 +257,10 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 	}
 	c.up = &tee{src: prefixed(p.ClientPrefix, p.Client), dst: p.Upstream, limit: -1}
 	c.down = &tee{src: prefixed(p.UpstreamPrefix, p.Upstream), dst: p.Client, limit: -1}
+	if rw, ok := sink.(Rewriter); ok && rw.RewritesResponses() {
+		c.rw = rw
+		c.down.hold = true
+	}
 	c.upBuf = bufio.NewReaderSize(c.up, 32<<10)
 	c.downBuf = bufio.NewReaderSize(c.down, 32<<10)
 

@@ -34,6 +34,7 @@ func (c *conn) clientSide() error {
 			answered: make(chan struct{}),
 			switched: make(chan bool, 1),
 			obs:      observe(c.sink, stream, req),
+			proto11:  req.ProtoAtLeast(1, 1),
 		}
 		select {
 		case c.pending <- x:
@@ -121,6 +122,9 @@ func (c *conn) rawAfter(t *tee, br *bufio.Reader, what string, stream uint64, er
 	}
 	c.parseFailed(what, stream, err)
 	t.limit = -1
+	if err := t.unhold(); err != nil {
+		return err
+	}
 	return c.end(t, drain(br))
 }
 

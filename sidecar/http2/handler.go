@@ -133,6 +133,12 @@ func (c *conn) relay(w http.ResponseWriter, r *http.Request, x *exchange, resp *
 	for k, vs := range resp.Header {
 		w.Header()[k] = vs
 	}
+	if rr, ok := c.sink.(http1.Rewriter); ok && rr.RewritesResponses() && http1.Rewritable(r.Method, resp.StatusCode) {
+		if rw := rr.RewriteResponse(r.Method, x.url.RequestURI(), resp.StatusCode, resp.Header); rw != nil {
+			c.relayRewritten(w, r, x, resp, rw, headersAt)
+			return
+		}
+	}
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()

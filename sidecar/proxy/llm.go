@@ -322,3 +322,27 @@ func fitToolCall(c *event.MCPToolCall, max int) {
 	c.Arguments = cut(c.Arguments, max/2)
 	c.Result = cut(c.Result, max/2)
 }
+
+// RewritesResponses implements http1.Rewriter: with Options.MaskResponses
+// responses are masked on their way to the agent.
+func (s *connSink) RewritesResponses() bool { return s.p.opts.MaskResponses != nil }
+
+// RewriteResponse implements http1.Rewriter (for HTTP/2 too). Bodies that
+// are not text, or whose encoding cannot be decoded, are relayed as they
+// came, and said so in the log.
+func (s *connSink) RewriteResponse(method, target string, status int, h http.Header) http1.BodyRewriter {
+	if s.p.opts.MaskResponses == nil {
+		return nil
+	}
+	switch enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding"))); enc {
+	case "", "identity", "gzip", "x-gzip":
+	default:
+		s.p.log.Warn("response not masked: content encoding", keyConn, s.id, "encoding", enc, "target", target)
+		return nil
+	}
+	b := s.p.opts.MaskResponses.Body(h.Get("Content-Type"))
+	if b == nil {
+		return nil
+	}
+	return b
+}

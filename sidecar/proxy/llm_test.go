@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/pkg/mask"
+	"github.com/chaperone-dev/chaperone/sidecar/masking"
 )
 
 // plantedKey is an OpenAI-format key the fake LLM puts in its completions.
@@ -223,4 +225,85 @@ func TestParseLLMHosts(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+}
+
+func newInline(t *testing.T) *masking.Inline {
+	t.Helper()
+	m, err := mask.New(mask.Options{Key: []byte("inline-test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return masking.NewInline(m)
+}
+
+// exerciseInline checks that completions reach the client masked, over
+// keep-alive exchanges that mix rewritten and relayed responses.
+func exerciseInline(t *testing.T, c *http.Client, rec *memRecorder, base string) {
+	t.Helper()
+	prompt := `{"model":"gpt-test","messages":[{"role":"user","content":"key?"}]`
+	token := func(s string) bool { return strings.Contains(s, "[MASKED:openai-api-key:") }
+	for i := range 2 {
+		streamed := postJSON(t, c, base+"/v1/chat/completions", prompt+`,"stream":true}`)
+		whole := postJSON(t, c, base+"/v1/chat/completions", prompt+`}`)
+		zipped := postJSON(t, c, base+"/v1/chat/completions?gz=1", prompt+`}`)
+		for name, got := range map[string]string{"streamed": streamed, "whole": whole, "gzip": zipped} {
+			if strings.Contains(got, plantedKey[10:30]) || !token(got) {
+				t.Errorf("round %d: %s response not masked: %.300s", i, name, got)
+			}
+		}
+		var resp struct {
+			Choices []struct {
+				Message struct{ Content string } `json:"message"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(zipped), &resp); err != nil || len(resp.Choices) != 1 {
+			t.Errorf("gzip body %q: %v", zipped, err)
+		}
+		// Not text: relayed as it came.
+		if got := postJSON(t, c, base+"/v1/files", ""); got != "\x89PNG "+plantedKey {
+			t.Errorf("binary body changed: %q", got)
+		}
+	}
+	c.CloseIdleConnections()
+	evs := rec.waitFor(t, "completions", func(evs []*event.Event) bool {
+		return len(ofKind(evs, event.KindLLMCompletion)) == 6
+	})
+	for _, e := range ofKind(evs, event.KindLLMCompletion) {
+		// The record is of what upstream sent; the recorder masks it later.
+		if !strings.Contains(e.LLMCompletion.Text, plantedKey) {
+			t.Errorf("completion recorded %q", e.LLMCompletion.Text)
+		}
+	}
+}
+
+func fakeLLMWithFiles() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", fakeLLM())
+	mux.HandleFunc("POST /v1/files", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		_, _ = io.WriteString(w, "\x89PNG "+plantedKey)
+	})
+	return mux
+}
+
+func TestInlineMaskingHTTP1(t *testing.T) {
+	up := httptest.NewServer(fakeLLMWithFiles())
+	defer up.Close()
+	rec := newMemRecorder()
+	in := newInline(t)
+	_, addr := startProxy(t, rec, up.Listener.Addr().String(), func(o *Options) { o.MaskResponses = in })
+	exerciseInline(t, proxiedClient(t, addr), rec, "http://api.openai.com")
+}
+
+func TestInlineMaskingH2C(t *testing.T) {
+	up := httptest.NewUnstartedServer(fakeLLMWithFiles())
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	up.Config.Protocols = &p
+	up.Start()
+	t.Cleanup(up.Close)
+	rec := newMemRecorder()
+	in := newInline(t)
+	_, addr := startProxy(t, rec, up.Listener.Addr().String(), func(o *Options) { o.MaskResponses = in })
+	exerciseInline(t, h2Client(addr, nil), rec, "http://api.openai.com")
 }

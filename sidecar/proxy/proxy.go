@@ -17,6 +17,7 @@ import (
 	"github.com/chaperone-dev/chaperone/sidecar/http1"
 	"github.com/chaperone-dev/chaperone/sidecar/http2"
 	"github.com/chaperone-dev/chaperone/sidecar/k8s"
+	"github.com/chaperone-dev/chaperone/sidecar/masking"
 	"github.com/chaperone-dev/chaperone/sidecar/origdst"
 )
 
@@ -81,6 +82,9 @@ type Options struct {
 	KubeAPI k8s.Target
 	// LLM configures the decoding of LLM API and MCP traffic.
 	LLM LLMOptions
+	// MaskResponses, when set, masks secrets in text responses on their
+	// way to the agent (policy: maskResponses); nil relays them as sent.
+	MaskResponses *masking.Inline
 	// FailOpen relays connections even when the Recorder cannot guarantee
 	// recording; by default such connections are refused.
 	FailOpen bool
