@@ -217,9 +217,9 @@ type conn struct {
 	records        sync.WaitGroup // request records in flight
 	pair           Pair
 	// rw rewrites responses (see Rewriter); nil relays them as they come.
-	rw             Rewriter
-	mu             sync.Mutex
-	stats          Stats
+	rw    Rewriter
+	mu    sync.Mutex
+	stats Stats
 }
 
 // exchange is one request on its way to being paired with its response.
