@@ -21,6 +21,7 @@ import (
 	"github.com/chaperone-dev/chaperone/sidecar/certs"
 	"github.com/chaperone-dev/chaperone/sidecar/http1"
 	"github.com/chaperone-dev/chaperone/sidecar/k8s"
+	"github.com/chaperone-dev/chaperone/sidecar/llm"
 	"github.com/chaperone-dev/chaperone/sidecar/masking"
 	"github.com/chaperone-dev/chaperone/sidecar/proxy"
 	"github.com/chaperone-dev/chaperone/sidecar/publish"
@@ -62,6 +63,13 @@ type ProxyConfig struct {
 	// KubeAPI is the Kubernetes API server's address (host:port) whose
 	// requests are decoded as such; empty decodes none.
 	KubeAPI string
+	// MaskResponses masks secrets in text responses on their way to the
+	// agent too (policy maskResponses).
+	MaskResponses bool
+	// NoLLM turns off the decoding of LLM API and MCP traffic.
+	NoLLM bool
+	// LLMHosts are HOST=API pairs (see proxy.ParseLLMHosts).
+	LLMHosts []string
 }
 
 // Validate checks that the configuration can run.
@@ -94,6 +102,9 @@ func (c ProxyConfig) Validate() error {
 	}
 	if _, err := k8s.ParseTarget(c.KubeAPI); err != nil {
 		errs = append(errs, fmt.Errorf("--kube-api: %w", err))
+	}
+	if _, err := proxy.ParseLLMHosts(c.LLMHosts); err != nil {
+		errs = append(errs, fmt.Errorf("--llm-host: %w", err))
 	}
 	if c.SpoolMaxBytes < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 {
 		errs = append(errs, errors.New("sizes and timeouts must not be negative"))
@@ -166,6 +177,12 @@ func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (
 	fs.StringVar(&cfg.MaskKeyFile, "mask-key-file", getenv("CHAPERONE_MASK_KEY_FILE"), "file with the key of secret-masking tokens (default: generated in --spool-dir)")
 	fs.BoolVar(&cfg.MaskPII, "mask-pii", false, "also mask email addresses and payment card numbers")
 	fs.StringVar(&cfg.KubeAPI, "kube-api", k8s.TargetFromEnv(getenv), "Kubernetes API server address host:port whose requests are recorded as k8s.request events (default from $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
+	fs.BoolVar(&cfg.MaskResponses, "mask-responses", getenv("CHAPERONE_MASK_RESPONSES") == "true", "also mask secrets in text responses on their way to the agent (a completion carrying a key arrives masked)")
+	fs.BoolVar(&cfg.NoLLM, "no-llm", false, "do not decode LLM API and MCP traffic into llm.* and mcp.* events")
+	fs.Func("llm-host", "HOST=API: decode every POST to HOST as API ("+strings.Join(llm.APIs, ", ")+"), for gateways with paths of their own (repeatable)", func(s string) error {
+		cfg.LLMHosts = append(cfg.LLMHosts, s)
+		return nil
+	})
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return ProxyConfig{}, err
@@ -246,17 +263,27 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	if err != nil {
 		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
 	}
+	llmHosts, err := proxy.ParseLLMHosts(c.LLMHosts)
+	if err != nil {
+		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
+	}
+	var inline *masking.Inline
+	if c.MaskResponses {
+		inline = masking.NewInline(masker)
+	}
 	p, err := proxy.New(proxy.Options{
-		KubeAPI:    kubeAPI,
-		TLS:        tlsOpts,
-		Listen:     c.Listen,
-		Recorder:   masking.New(pub, masker),
-		Session:    c.Session,
-		Identity:   &id,
-		BodyCap:    c.BodyCap,
-		FailOpen:   c.FailOpen,
-		Logger:     log,
-		Registerer: reg,
+		LLM:           proxy.LLMOptions{Off: c.NoLLM, Hosts: llmHosts},
+		MaskResponses: inline,
+		KubeAPI:       kubeAPI,
+		TLS:           tlsOpts,
+		Listen:        c.Listen,
+		Recorder:      masking.New(pub, masker),
+		Session:       c.Session,
+		Identity:      &id,
+		BodyCap:       c.BodyCap,
+		FailOpen:      c.FailOpen,
+		Logger:        log,
+		Registerer:    reg,
 	})
 	if err != nil {
 		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
@@ -283,7 +310,8 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(base, ln) }()
 	releaseStartupMemory(log)
-	log.Info("sidecar proxy started", "session", c.Session, "listen", c.Listen, "admin", c.AdminAddr, "fail_open", c.FailOpen)
+	log.Info("sidecar proxy started", "session", c.Session, "listen", c.Listen, "admin", c.AdminAddr, "fail_open", c.FailOpen,
+		"mask_responses", c.MaskResponses, "llm", !c.NoLLM)
 
 	var runErr error
 	select {
