@@ -36,11 +36,11 @@ type sdkReport struct {
 	System       string `json:"system"`
 	User         string `json:"user"`
 	Tools        []string
-	Text         string `json:"text"`
+	Text         string                                     `json:"text"`
 	ToolCalls    []struct{ Name, Arguments, Result string } `json:"tool_calls"`
-	InputTokens  int64                                       `json:"input_tokens"`
-	OutputTokens int64                                       `json:"output_tokens"`
-	Finish       string                                      `json:"finish"`
+	InputTokens  int64                                      `json:"input_tokens"`
+	OutputTokens int64                                      `json:"output_tokens"`
+	Finish       string                                     `json:"finish"`
 }
 
 var buildSDK = sync.OnceValues(func() (string, error) {
