@@ -11,11 +11,29 @@ type hit struct {
 // compiled to a dense DFA over a folded alphabet (bytes that occur in no
 // keyword share one symbol), so a scan is one table lookup per byte.
 type keywordMatcher struct {
-	sym   [256]uint8
-	nsym  int
-	delta []int32 // state*nsym + symbol -> next state
-	out   [][]hit // per state, every keyword ending there (via failure links too)
+	sym  [256]uint8
+	nsym int
+	// next maps a state's row (state*nsym) plus a symbol to the next
+	// state's row, with acceptBit set when keywords end there: a scan
+	// step is one load, with no multiplication and no look at out.
+	next []uint32
+	out  [][]hit // per state, every keyword ending there (via failure links too)
+	// fold lower-cases ASCII letters; starts holds the folded first two
+	// bytes of every keyword (a bit per pair) and single the keywords of
+	// one byte: positions where no keyword starts are skipped without
+	// stepping the automaton, which is most of them in plain text.
+	fold   [256]byte
+	starts [1 << 16 / 64]uint64
+	single [256]bool
 }
+
+func (m *keywordMatcher) mayStart(a, b byte) bool {
+	k := uint16(m.fold[a])<<8 | uint16(m.fold[b])
+	return m.starts[k>>6]&(1<<(k&63)) != 0
+}
+
+// acceptBit marks a transition into a state where keywords end.
+const acceptBit = 1 << 31
 
 // newKeywordMatcher builds the automaton; keywords[i] are rule i's
 // lowercase keywords.
@@ -59,12 +77,12 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 	}
 	// Breadth-first: failure links folded into a full transition table.
 	n := len(goTo)
-	m.delta = make([]int32, n*nsym)
+	delta := make([]int32, n*nsym)
 	fail := make([]int32, n)
 	queue := make([]int32, 0, n)
 	for c := range nsym {
 		if nx, ok := goTo[0][uint8(c)]; ok {
-			m.delta[c] = nx
+			delta[c] = nx
 			queue = append(queue, nx)
 		}
 	}
@@ -74,27 +92,70 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 		m.out[s] = append(m.out[s], m.out[fail[s]]...)
 		for c := range nsym {
 			if nx, ok := goTo[s][uint8(c)]; ok {
-				fail[nx] = m.delta[int(fail[s])*nsym+c]
-				m.delta[int(s)*nsym+c] = nx
+				fail[nx] = delta[int(fail[s])*nsym+c]
+				delta[int(s)*nsym+c] = nx
 				queue = append(queue, nx)
 			} else {
-				m.delta[int(s)*nsym+c] = m.delta[int(fail[s])*nsym+c]
+				delta[int(s)*nsym+c] = delta[int(fail[s])*nsym+c]
 			}
 		}
 	}
+	for c := range 256 {
+		m.fold[c] = byte(c)
+		if c >= 'A' && c <= 'Z' {
+			m.fold[c] = byte(c) + 'a' - 'A'
+		}
+	}
+	for _, ks := range keywords {
+		for _, k := range ks {
+			if len(k) == 1 {
+				// Any pair starting with it, and the last byte alone.
+				for c := range 256 {
+					if m.fold[c] == m.fold[k[0]] {
+						m.single[c] = true
+						for b := range 256 {
+							p := uint16(m.fold[c])<<8 | uint16(m.fold[b])
+							m.starts[p>>6] |= 1 << (p & 63)
+						}
+					}
+				}
+				continue
+			}
+			p := uint16(m.fold[k[0]])<<8 | uint16(m.fold[k[1]])
+			m.starts[p>>6] |= 1 << (p & 63)
+		}
+	}
 	// Symbol 0 (bytes in no keyword) always returns to the root.
+	m.next = make([]uint32, len(delta))
+	for i, st := range delta {
+		m.next[i] = uint32(st) * uint32(nsym)
+		if len(m.out[st]) > 0 {
+			m.next[i] |= acceptBit
+		}
+	}
 	return m
 }
 
 // scan calls fn for every keyword occurrence in s with its rule and the
 // occurrence's start and end.
 func (m *keywordMatcher) scan(s string, fn func(rule, start, end int)) {
-	st := int32(0)
-	nsym := int32(m.nsym)
-	for i := 0; i < len(s); i++ {
-		st = m.delta[st*nsym+int32(m.sym[s[i]])]
-		if hs := m.out[st]; hs != nil {
-			for _, h := range hs {
+	next, sym := m.next, &m.sym
+	nsym := uint32(m.nsym)
+	row := uint32(0)
+	n := len(s)
+	for i := 0; i < n; i++ {
+		if row == 0 {
+			for i+1 < n && !m.mayStart(s[i], s[i+1]) {
+				i++
+			}
+			if i+1 == n && !m.single[s[i]] {
+				return
+			}
+		}
+		x := next[row+uint32(sym[s[i]])]
+		row = x &^ acceptBit
+		if x&acceptBit != 0 {
+			for _, h := range m.out[row/nsym] {
 				fn(int(h.rule), i+1-int(h.n), i+1)
 			}
 		}
