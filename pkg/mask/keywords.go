@@ -18,18 +18,40 @@ type keywordMatcher struct {
 	// step is one load, with no multiplication and no look at out.
 	next []uint32
 	out  [][]hit // per state, every keyword ending there (via failure links too)
-	// fold lower-cases ASCII letters; starts holds the folded first two
-	// bytes of every keyword (a bit per pair) and single the keywords of
-	// one byte: positions where no keyword starts are skipped without
-	// stepping the automaton, which is most of them in plain text.
+	// starts holds the first two bytes of every keyword, in every case
+	// (a bit per pair; fold lower-cases ASCII letters), and single the
+	// keywords of one byte: positions where no keyword starts are skipped
+	// without stepping the automaton, which is most of them in plain
+	// text.
 	fold   [256]byte
 	starts [1 << 16 / 64]uint64
 	single [256]bool
 }
 
 func (m *keywordMatcher) mayStart(a, b byte) bool {
-	k := uint16(m.fold[a])<<8 | uint16(m.fold[b])
+	k := uint16(a)<<8 | uint16(b)
 	return m.starts[k>>6]&(1<<(k&63)) != 0
+}
+
+// addStart marks the pair a, b in every case.
+func (m *keywordMatcher) addStart(a, b byte) {
+	for _, x := range m.cases(a) {
+		for _, y := range m.cases(b) {
+			p := uint16(x)<<8 | uint16(y)
+			m.starts[p>>6] |= 1 << (p & 63)
+		}
+	}
+}
+
+// cases returns the bytes that fold to c's fold.
+func (m *keywordMatcher) cases(c byte) []byte {
+	var out []byte
+	for x := range 256 {
+		if m.fold[x] == m.fold[c] {
+			out = append(out, byte(x))
+		}
+	}
+	return out
 }
 
 // acceptBit marks a transition into a state where keywords end.
@@ -110,19 +132,15 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 		for _, k := range ks {
 			if len(k) == 1 {
 				// Any pair starting with it, and the last byte alone.
-				for c := range 256 {
-					if m.fold[c] == m.fold[k[0]] {
-						m.single[c] = true
-						for b := range 256 {
-							p := uint16(m.fold[c])<<8 | uint16(m.fold[b])
-							m.starts[p>>6] |= 1 << (p & 63)
-						}
+				for _, c := range m.cases(k[0]) {
+					m.single[c] = true
+					for b := range 256 {
+						m.addStart(c, byte(b))
 					}
 				}
 				continue
 			}
-			p := uint16(m.fold[k[0]])<<8 | uint16(m.fold[k[1]])
-			m.starts[p>>6] |= 1 << (p & 63)
+			m.addStart(k[0], k[1])
 		}
 	}
 	// Symbol 0 (bytes in no keyword) always returns to the root.
@@ -136,6 +154,36 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 	return m
 }
 
+// skip returns the first position from i on where a keyword may start
+// (len(s)-1 when only the last byte is left).
+func (m *keywordMatcher) skip(s string, i int) int {
+	st := &m.starts
+	in := func(a, b byte) bool {
+		k := uint16(a)<<8 | uint16(b)
+		return st[k>>6]&(1<<(k&63)) != 0
+	}
+	// Four positions per step: the loop's own cost is most of the work.
+	for ; i+4 < len(s); i += 4 {
+		w := s[i : i+5]
+		switch {
+		case in(w[0], w[1]):
+			return i
+		case in(w[1], w[2]):
+			return i + 1
+		case in(w[2], w[3]):
+			return i + 2
+		case in(w[3], w[4]):
+			return i + 3
+		}
+	}
+	for ; i+1 < len(s); i++ {
+		if in(s[i], s[i+1]) {
+			return i
+		}
+	}
+	return i
+}
+
 // scan calls fn for every keyword occurrence in s with its rule and the
 // occurrence's start and end.
 func (m *keywordMatcher) scan(s string, fn func(rule, start, end int)) {
@@ -145,9 +193,7 @@ func (m *keywordMatcher) scan(s string, fn func(rule, start, end int)) {
 	n := len(s)
 	for i := 0; i < n; i++ {
 		if row == 0 {
-			for i+1 < n && !m.mayStart(s[i], s[i+1]) {
-				i++
-			}
+			i = m.skip(s, i)
 			if i+1 == n && !m.single[s[i]] {
 				return
 			}
