@@ -28,11 +28,6 @@ type keywordMatcher struct {
 	single [256]bool
 }
 
-func (m *keywordMatcher) mayStart(a, b byte) bool {
-	k := uint16(a)<<8 | uint16(b)
-	return m.starts[k>>6]&(1<<(k&63)) != 0
-}
-
 // addStart marks the pair a, b in every case.
 func (m *keywordMatcher) addStart(a, b byte) {
 	for _, x := range m.cases(a) {

@@ -122,7 +122,7 @@ func (f forwarding) Read(p []byte) (int, error) {
 // gzip body is decoded for rw and sent decoded. The head goes at once
 // when rw streams (chunked), else with the rewritten body's length.
 func (c *conn) rewrite(w io.Writer, resp *http.Response, rw BodyRewriter, proto11 bool) error {
-	var body io.Reader = io.TeeReader(resp.Body, w)
+	body := io.Reader(io.TeeReader(resp.Body, w))
 	h := resp.Header.Clone()
 	if enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding"))); enc == "gzip" || enc == "x-gzip" {
 		zr, err := gzip.NewReader(body)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -276,7 +277,7 @@ func (x *llmExchange) gunzip() {
 			x.chunk(buf[:n])
 		}
 		if rerr != nil {
-			if rerr != io.EOF {
+			if !errors.Is(rerr, io.EOF) {
 				x.logDecode("response", rerr)
 			}
 			return
