@@ -38,6 +38,7 @@ e2e: build kube helm ## only the end-to-end tests
 bench: build ## benchmarks, side by side with the named peers (root; needs nginx-light and wrk)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/... ./sidecar/... ./webhook/...
 	$(GO) run ./e2e/benchreport --bin $(BIN)
+	cd e2e/maskbench && $(GO) run . # masking vs gitleaks v8.30.1, built from its module here
 
 lint: $(GOLANGCI) ## golangci-lint v2 with the repository's config
 	$(GOLANGCI) run ./...

@@ -21,6 +21,7 @@ import (
 	"github.com/chaperone-dev/chaperone/sidecar/certs"
 	"github.com/chaperone-dev/chaperone/sidecar/http1"
 	"github.com/chaperone-dev/chaperone/sidecar/k8s"
+	"github.com/chaperone-dev/chaperone/sidecar/llm"
 	"github.com/chaperone-dev/chaperone/sidecar/masking"
 	"github.com/chaperone-dev/chaperone/sidecar/proxy"
 	"github.com/chaperone-dev/chaperone/sidecar/publish"
@@ -75,6 +76,13 @@ type ProxyConfig struct {
 	// (the pod's projected service-account token for the server's
 	// audience); empty connects without.
 	NATSTokenFile string
+	// MaskResponses masks secrets in text responses on their way to the
+	// agent too (policy maskResponses).
+	MaskResponses bool
+	// NoLLM turns off the decoding of LLM API and MCP traffic.
+	NoLLM bool
+	// LLMHosts are HOST=API pairs (see proxy.ParseLLMHosts).
+	LLMHosts []string
 }
 
 // Validate checks that the configuration can run.
@@ -110,6 +118,9 @@ func (c ProxyConfig) Validate() error {
 	}
 	if (c.TokenFile == "") != (c.PlaceholderToken == "") {
 		errs = append(errs, errors.New("--token-file and --placeholder-token go together"))
+	}
+	if _, err := proxy.ParseLLMHosts(c.LLMHosts); err != nil {
+		errs = append(errs, fmt.Errorf("--llm-host: %w", err))
 	}
 	if c.SpoolMaxBytes < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 || c.PolicyWait < 0 {
 		errs = append(errs, errors.New("sizes and timeouts must not be negative"))
@@ -186,6 +197,12 @@ func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (
 	fs.StringVar(&cfg.PlaceholderToken, "placeholder-token", getenv("CHAPERONE_PLACEHOLDER_TOKEN"), "the token the agent holds; swapped for the real one on requests to --kube-api, refused elsewhere (default $CHAPERONE_PLACEHOLDER_TOKEN)")
 	fs.DurationVar(&cfg.PolicyWait, "policy-wait", 5*time.Second, "at start, how long to wait for the policy (cached or from the server) before accepting connections")
 	fs.StringVar(&cfg.NATSTokenFile, "nats-token-file", getenv("CHAPERONE_NATS_TOKEN_FILE"), "workload token presented to NATS (audience: the server's), read at every (re)connect (default $CHAPERONE_NATS_TOKEN_FILE)")
+	fs.BoolVar(&cfg.MaskResponses, "mask-responses", getenv("CHAPERONE_MASK_RESPONSES") == "true", "also mask secrets in text responses on their way to the agent (a completion carrying a key arrives masked)")
+	fs.BoolVar(&cfg.NoLLM, "no-llm", false, "do not decode LLM API and MCP traffic into llm.* and mcp.* events")
+	fs.Func("llm-host", "HOST=API: decode every POST to HOST as API ("+strings.Join(llm.APIs, ", ")+"), for gateways with paths of their own (repeatable)", func(s string) error {
+		cfg.LLMHosts = append(cfg.LLMHosts, s)
+		return nil
+	})
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return ProxyConfig{}, err
@@ -275,18 +292,28 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	if err != nil {
 		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
 	}
+	llmHosts, err := proxy.ParseLLMHosts(c.LLMHosts)
+	if err != nil {
+		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
+	}
+	// Responses are masked always with --mask-responses, else while the
+	// policy in force says maskResponses.
+	inline := masking.NewInline(masker)
 	p, err := proxy.New(proxy.Options{
-		Gate:       g,
-		KubeAPI:    kubeAPI,
-		TLS:        tlsOpts,
-		Listen:     c.Listen,
-		Recorder:   masking.New(pub, masker),
-		Session:    c.Session,
-		Identity:   &id,
-		BodyCap:    c.BodyCap,
-		FailOpen:   c.FailOpen,
-		Logger:     log,
-		Registerer: reg,
+		Gate:                  g,
+		LLM:                   proxy.LLMOptions{Off: c.NoLLM, Hosts: llmHosts},
+		MaskResponses:         inline,
+		MaskResponsesByPolicy: !c.MaskResponses,
+		KubeAPI:               kubeAPI,
+		TLS:                   tlsOpts,
+		Listen:                c.Listen,
+		Recorder:              masking.New(pub, masker),
+		Session:               c.Session,
+		Identity:              &id,
+		BodyCap:               c.BodyCap,
+		FailOpen:              c.FailOpen,
+		Logger:                log,
+		Registerer:            reg,
 	})
 	if err != nil {
 		return errors.Join(fmt.Errorf("proxy: %w", err), flush())
@@ -313,7 +340,8 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(base, ln) }()
 	releaseStartupMemory(log)
-	log.Info("sidecar proxy started", "session", c.Session, "listen", c.Listen, "admin", c.AdminAddr, "fail_open", c.FailOpen)
+	log.Info("sidecar proxy started", "session", c.Session, "listen", c.Listen, "admin", c.AdminAddr, "fail_open", c.FailOpen,
+		"mask_responses", c.MaskResponses, "llm", !c.NoLLM)
 
 	var runErr error
 	select {

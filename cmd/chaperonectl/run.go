@@ -25,6 +25,8 @@ type runFlags struct {
 	wait       time.Duration
 	extraCA    []string
 	policy     string
+	// maskResponses asks the sidecar to mask responses to CMD too.
+	maskResponses bool
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -51,7 +53,8 @@ stderr, a summary when CMD ends, and exits with CMD's exit status.`,
 	fl.StringVar(&f.sidecarLog, "sidecar-log", "", "write the sidecar's log to this file (default: warnings to stderr)")
 	fl.StringArrayVar(&f.extraCA, "extra-ca", nil, "PEM file of roots the sidecar trusts upstream besides the system's (repeatable)")
 	fl.DurationVar(&f.wait, "wait", 30*time.Second, "how long to wait for the server to store the session")
-	fl.StringVar(&f.policy, "policy", "", "SessionPolicy YAML file deciding this session's requests (compiled here, distributed through the server's NATS like the server's own policy)")
+	fl.StringVar(&f.policy, "policy", "", "SessionPolicy YAML file deciding this session's requests (compiled here, then distributed by the server like its own policy)")
+	fl.BoolVar(&f.maskResponses, "mask-responses", false, "mask secrets in text responses on their way to CMD too (as policy maskResponses does)")
 	return cmd
 }
 
@@ -107,6 +110,9 @@ func runRun(ctx context.Context, g *globals, f runFlags, command []string) error
 		Started: func(s runner.Started) {
 			fmt.Fprintf(g.streams.err, "session: %s\n", s.Session)
 		},
+	}
+	if f.maskResponses {
+		opts.SidecarArgs = append(opts.SidecarArgs, "--mask-responses")
 	}
 	if f.sidecarLog != "" {
 		lf, err := os.OpenFile(f.sidecarLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -188,19 +189,26 @@ func index(e *event.Event) uint64 {
 func newReplayCmd(g *globals) *cobra.Command {
 	var o client.ReplayOptions
 	var compact bool
+	var view string
 	cmd := &cobra.Command{
 		Use:   "replay ID",
-		Short: "Replay a session with its original timing, one line per event",
+		Short: "Replay a session with its original timing, one line per event (or as the agent's conversation)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !(o.Speed > 0) {
 				return fmt.Errorf("--speed %v: want a number greater than 0", o.Speed)
+			}
+			if view != viewEvents && view != viewConversation {
+				return fmt.Errorf("--view %q: want %s or %s", view, viewEvents, viewConversation)
 			}
 			c, err := g.Client()
 			if err != nil {
 				return err
 			}
 			w := g.streams.out
+			if view == viewConversation && g.Output != outputJSON {
+				return replayConversation(cmd.Context(), c, args[0], o, w)
+			}
 			return c.Replay(cmd.Context(), args[0], o, func(e *event.Event) error {
 				if g.Output == outputJSON {
 					return writeJSONLine(w, e)
@@ -221,9 +229,48 @@ func newReplayCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&compact, "compact", false, "one line per event, without headers and body previews")
+	cmd.Flags().StringVar(&view, "view", viewEvents, "events: every event; conversation: each prompt, its completion, and the tool calls and requests that followed")
 	cmd.Flags().Float64Var(&o.Speed, "speed", 1, "playback speed: the original gaps are divided by it (up to 1000)")
 	cmd.Flags().Uint64Var(&o.After, "after", 0, "start after this event index")
 	return cmd
+}
+
+// Replay views.
+const (
+	viewEvents       = "events"
+	viewConversation = "conversation"
+)
+
+// replayConversation replays a session as the agent's conversation (see
+// render.Conversation), with the original timing.
+func replayConversation(ctx context.Context, c *client.Client, id string, o client.ReplayOptions, w io.Writer) error {
+	conv := render.NewConversation()
+	emit := func(lines []string) error {
+		for _, l := range lines {
+			if _, err := fmt.Fprintln(w, l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := c.Replay(ctx, id, o, func(e *event.Event) error {
+		lines := conv.Add(e)
+		for i := range lines {
+			stamp := strings.Repeat(" ", len(layoutEvent))
+			if i == 0 {
+				stamp = e.Time.UTC().Format(layoutEvent)
+			}
+			lines[i] = stamp + "  " + lines[i]
+		}
+		return emit(lines)
+	}); err != nil {
+		return err
+	}
+	rest := conv.Flush()
+	for i := range rest {
+		rest[i] = strings.Repeat(" ", len(layoutEvent)+2) + rest[i]
+	}
+	return emit(rest)
 }
 
 // Export formats.

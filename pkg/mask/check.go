@@ -175,8 +175,11 @@ var identChain = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*(?:\.[A-Za-z_$][A-
 
 // genericValue gates the generic assignment rule: a keyed secret that is
 // not a number or a dotted reference to code (cfg.Secret, os.Getenv).
+// maxGenericValue is the longest value generic-secret takes.
+const maxGenericValue = 200
+
 func genericValue(s string) bool {
-	if !keyedSecret(s) || strings.HasPrefix(s, "$") {
+	if len(s) > maxGenericValue || !keyedSecret(s) || strings.HasPrefix(s, "$") {
 		return false
 	}
 	if identChain.MatchString(s) && !strings.ContainsAny(s, "0123456789") {
@@ -188,4 +191,46 @@ func genericValue(s string) bool {
 		}
 	}
 	return false
+}
+
+// userinfoAfter reports whether a URL's "://" at or within a few bytes
+// after s[at] is followed by user:password@, as a credential URL's is.
+func userinfoAfter(s string, at int) bool {
+	end := min(len(s), at+24)
+	i := strings.Index(s[at:end], "://")
+	if i < 0 {
+		return false
+	}
+	colon := false
+	for j := at + i + 3; j < len(s) && j < at+i+3+defaultMaxLen; j++ {
+		switch s[j] {
+		case ':':
+			colon = true
+		case '@':
+			return colon
+		case '/', '?', '#', '"', '\'', '<', '>', ' ', '\t', '\r', '\n':
+			return false
+		}
+	}
+	return false
+}
+
+// assignmentAfter reports whether the name starting at s[at] is followed
+// by an assignment (=, :, => or :=), maybe after a quote and spaces, as
+// generic-secret's expression requires.
+func assignmentAfter(s string, at int) bool {
+	i := at
+	for i < len(s) && i-at < 80 && isNameChar(s[i]) {
+		i++
+	}
+	if i < len(s) && s[i] == '\\' {
+		i++
+	}
+	if i < len(s) && (s[i] == '"' || s[i] == '\'' || s[i] == '`') {
+		i++
+	}
+	for j := 0; i < len(s) && j < 64 && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' || s[i] == '\f' || s[i] == '\v'); j++ {
+		i++
+	}
+	return i < len(s) && (s[i] == '=' || s[i] == ':')
 }

@@ -42,6 +42,19 @@ func FuzzMask(f *testing.F) {
 		if again, fs2 := fuzzMasker.Mask(out); again != out || len(fs2) != 0 {
 			t.Fatalf("not idempotent:\n%q\n%q\n%v", out, again, fs2)
 		}
+		// Later passes look only near what the previous one changed;
+		// looking everywhere must give the same.
+		full := in
+		for range maxPasses {
+			o, fs, _ := fuzzMasker.maskPass(full, nil, false)
+			if len(fs) == 0 {
+				break
+			}
+			full = o
+		}
+		if full != out {
+			t.Fatalf("local passes differ from full passes:\n%q\n%q", out, full)
+		}
 	})
 }
 

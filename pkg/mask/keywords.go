@@ -13,14 +13,44 @@ type hit struct {
 type keywordMatcher struct {
 	sym  [256]uint8
 	nsym int
-	// next holds the transitions as row offsets, state*nsym, so that a
-	// step is one load and one add; an entry is negated (^row) when its
-	// target state ends a keyword, which keeps the test for hits off the
-	// common path.
-	next  []int32
-	delta []int32 // state*nsym + symbol -> next state (construction only)
-	out   [][]hit // per state, every keyword ending there (via failure links too)
+	// next maps a state's row (state*nsym) plus a symbol to the next
+	// state's row, with acceptBit set when keywords end there: a scan
+	// step is one load, with no multiplication and no look at out.
+	next []uint32
+	out  [][]hit // per state, every keyword ending there (via failure links too)
+	// starts holds the first two bytes of every keyword, in every case
+	// (a bit per pair; fold lower-cases ASCII letters), and single the
+	// keywords of one byte: positions where no keyword starts are skipped
+	// without stepping the automaton, which is most of them in plain
+	// text.
+	fold   [256]byte
+	starts [1 << 16 / 64]uint64
+	single [256]bool
 }
+
+// addStart marks the pair a, b in every case.
+func (m *keywordMatcher) addStart(a, b byte) {
+	for _, x := range m.cases(a) {
+		for _, y := range m.cases(b) {
+			p := uint16(x)<<8 | uint16(y)
+			m.starts[p>>6] |= 1 << (p & 63)
+		}
+	}
+}
+
+// cases returns the bytes that fold to c's fold.
+func (m *keywordMatcher) cases(c byte) []byte {
+	var out []byte
+	for x := range 256 {
+		if m.fold[x] == m.fold[c] {
+			out = append(out, byte(x))
+		}
+	}
+	return out
+}
+
+// acceptBit marks a transition into a state where keywords end.
+const acceptBit = 1 << 31
 
 // newKeywordMatcher builds the automaton; keywords[i] are rule i's
 // lowercase keywords.
@@ -64,12 +94,12 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 	}
 	// Breadth-first: failure links folded into a full transition table.
 	n := len(goTo)
-	m.delta = make([]int32, n*nsym)
+	delta := make([]int32, n*nsym)
 	fail := make([]int32, n)
 	queue := make([]int32, 0, n)
 	for c := range nsym {
 		if nx, ok := goTo[0][uint8(c)]; ok {
-			m.delta[c] = nx
+			delta[c] = nx
 			queue = append(queue, nx)
 		}
 	}
@@ -79,37 +109,93 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 		m.out[s] = append(m.out[s], m.out[fail[s]]...)
 		for c := range nsym {
 			if nx, ok := goTo[s][uint8(c)]; ok {
-				fail[nx] = m.delta[int(fail[s])*nsym+c]
-				m.delta[int(s)*nsym+c] = nx
+				fail[nx] = delta[int(fail[s])*nsym+c]
+				delta[int(s)*nsym+c] = nx
 				queue = append(queue, nx)
 			} else {
-				m.delta[int(s)*nsym+c] = m.delta[int(fail[s])*nsym+c]
+				delta[int(s)*nsym+c] = delta[int(fail[s])*nsym+c]
 			}
 		}
 	}
-	// Symbol 0 (bytes in no keyword) always returns to the root.
-	m.next = make([]int32, len(m.delta))
-	for i, st := range m.delta {
-		row := st * int32(nsym)
-		if len(m.out[st]) > 0 {
-			row = ^row
+	for c := range 256 {
+		m.fold[c] = byte(c)
+		if c >= 'A' && c <= 'Z' {
+			m.fold[c] = byte(c) + 'a' - 'A'
 		}
-		m.next[i] = row
 	}
-	m.delta = nil
+	for _, ks := range keywords {
+		for _, k := range ks {
+			if len(k) == 1 {
+				// Any pair starting with it, and the last byte alone.
+				for _, c := range m.cases(k[0]) {
+					m.single[c] = true
+					for b := range 256 {
+						m.addStart(c, byte(b))
+					}
+				}
+				continue
+			}
+			m.addStart(k[0], k[1])
+		}
+	}
+	// Symbol 0 (bytes in no keyword) always returns to the root.
+	m.next = make([]uint32, len(delta))
+	for i, st := range delta {
+		m.next[i] = uint32(st) * uint32(nsym)
+		if len(m.out[st]) > 0 {
+			m.next[i] |= acceptBit
+		}
+	}
 	return m
+}
+
+// skip returns the first position from i on where a keyword may start
+// (len(s)-1 when only the last byte is left).
+func (m *keywordMatcher) skip(s string, i int) int {
+	st := &m.starts
+	in := func(a, b byte) bool {
+		k := uint16(a)<<8 | uint16(b)
+		return st[k>>6]&(1<<(k&63)) != 0
+	}
+	// Four positions per step: the loop's own cost is most of the work.
+	for ; i+4 < len(s); i += 4 {
+		w := s[i : i+5]
+		switch {
+		case in(w[0], w[1]):
+			return i
+		case in(w[1], w[2]):
+			return i + 1
+		case in(w[2], w[3]):
+			return i + 2
+		case in(w[3], w[4]):
+			return i + 3
+		}
+	}
+	for ; i+1 < len(s); i++ {
+		if in(s[i], s[i+1]) {
+			return i
+		}
+	}
+	return i
 }
 
 // scan calls fn for every keyword occurrence in s with its rule and the
 // occurrence's start and end.
 func (m *keywordMatcher) scan(s string, fn func(rule, start, end int)) {
-	next := m.next
-	nsym := int32(m.nsym)
-	row := int32(0)
-	for i := 0; i < len(s); i++ {
-		row = next[row+int32(m.sym[s[i]])]
-		if row < 0 {
-			row = ^row
+	next, sym := m.next, &m.sym
+	nsym := uint32(m.nsym)
+	row := uint32(0)
+	n := len(s)
+	for i := 0; i < n; i++ {
+		if row == 0 {
+			i = m.skip(s, i)
+			if i+1 == n && !m.single[s[i]] {
+				return
+			}
+		}
+		x := next[row+uint32(sym[s[i]])]
+		row = x &^ acceptBit
+		if x&acceptBit != 0 {
 			for _, h := range m.out[row/nsym] {
 				fn(int(h.rule), i+1-int(h.n), i+1)
 			}

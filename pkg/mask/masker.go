@@ -137,13 +137,14 @@ func isToken(s string) bool {
 // found. Masking the result again changes nothing.
 func (m *Masker) Mask(s string) (string, []Finding) {
 	var all []Finding
-	for range maxPasses {
-		out, fs := m.maskOnce(s)
+	var changed []window
+	for pass := range maxPasses {
+		out, fs, regions := m.maskPass(s, changed, pass > 0)
 		if len(fs) == 0 {
 			break
 		}
 		all = append(all, fs...)
-		s = out
+		s, changed = out, regions
 	}
 	return s, all
 }
@@ -197,10 +198,83 @@ func (m *Masker) consider(s string, r, off int, loc []int) (candidate, bool) {
 // window is a byte range of the input a rule's regexp runs on.
 type window struct{ lo, hi int }
 
-func (m *Masker) maskOnce(s string) (string, []Finding) {
-	if len(s) == 0 {
-		return s, nil
+// maskPass is one masking pass over s. When only is set, only matches that
+// could reach into the changed regions are looked for: the rest of s is
+// what the previous pass saw, and a match there was masked (and is a
+// changed region now) or lost to one that was. It returns where the
+// tokens were written in the result.
+func (m *Masker) maskPass(s string, changed []window, only bool) (string, []Finding, []window) {
+	var kept []candidate
+	if only {
+		kept = m.findNear(s, changed)
+	} else {
+		kept = m.find(s)
 	}
+	if len(kept) == 0 {
+		return s, nil, nil
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	fs := make([]Finding, 0, len(kept))
+	regions := make([]window, 0, len(kept))
+	last := 0
+	for _, c := range kept {
+		sec := s[c.start:c.end]
+		tok := m.Token(m.rules[c.rule].ID, sec)
+		b.WriteString(s[last:c.start])
+		regions = append(regions, window{b.Len(), b.Len() + len(tok)})
+		b.WriteString(tok)
+		last = c.end
+		fs = append(fs, Finding{Rule: m.rules[c.rule].ID, Secret: strings.Clone(sec), Token: tok})
+	}
+	b.WriteString(s[last:])
+	return b.String(), fs, regions
+}
+
+// Span is a secret found in a text: s[Start:End], and the token that
+// replaces it.
+type Span struct {
+	Start, End int
+	Rule       string
+	Token      string
+}
+
+// Find returns the secrets of s that one masking pass replaces, in
+// order, without overlaps. Streaming maskers use it to tell where they
+// may cut a text.
+func (m *Masker) Find(s string) []Span {
+	kept := m.find(s)
+	out := make([]Span, len(kept))
+	for i, c := range kept {
+		id := m.rules[c.rule].ID
+		out[i] = Span{Start: c.start, End: c.end, Rule: id, Token: m.Token(id, s[c.start:c.end])}
+	}
+	return out
+}
+
+// find returns the kept candidates of s, sorted by start.
+func (m *Masker) find(s string) []candidate { return m.findNear(s, nil) }
+
+// contextMargin is how far outside its match a rule looks: the name
+// before a keyed value (extendName), an escape before a word start, the
+// byte after a word end.
+const contextMargin = 48
+
+// touches reports whether a match within [lo, hi) of s, with its
+// context, could reach a region of changed (sorted, disjoint).
+func touches(changed []window, lo, hi int) bool {
+	lo, hi = lo-contextMargin, hi+contextMargin
+	i, _ := slices.BinarySearchFunc(changed, lo, func(w window, x int) int { return w.hi - x })
+	return i < len(changed) && changed[i].lo < hi
+}
+
+// findNear is find; with changed set, only matches that could reach a
+// changed region are looked for.
+func (m *Masker) findNear(s string, changed []window) []candidate {
+	if len(s) == 0 {
+		return nil
+	}
+	near := changed != nil
 	var protected [][]int
 	if strings.Contains(s, "[MASKED:") {
 		protected = tokenRE.FindAllStringIndex(s, -1)
@@ -212,8 +286,14 @@ func (m *Masker) maskOnce(s string) (string, []Finding) {
 	var until []int
 	m.km.scan(s, func(r, start, end int) {
 		c := m.rules[r]
+		if near && !touches(changed, start-c.window, end+c.window) {
+			return
+		}
 		if c.anchored {
 			if until != nil && start < until[r] {
+				return
+			}
+			if c.Quick != nil && !c.Quick(s, start) {
 				return
 			}
 			if loc := anchoredMatch(c, s, start); loc != nil {
@@ -244,7 +324,21 @@ func (m *Masker) maskOnce(s string) (string, []Finding) {
 		if wins == nil {
 			wins = make(map[int][]window, len(m.always))
 		}
-		wins[r] = []window{{0, len(s)}}
+		if !near {
+			wins[r] = []window{{0, len(s)}}
+			continue
+		}
+		w := m.rules[r].window + contextMargin
+		var ws []window
+		for _, c := range changed {
+			lo, hi := max(0, c.lo-w), min(len(s), c.hi+w)
+			if n := len(ws); n > 0 && lo <= ws[n-1].hi {
+				ws[n-1].hi = max(ws[n-1].hi, hi)
+				continue
+			}
+			ws = append(ws, window{lo, hi})
+		}
+		wins[r] = ws
 	}
 	for r, ws := range wins {
 		for _, w := range ws {
@@ -256,7 +350,7 @@ func (m *Masker) maskOnce(s string) (string, []Finding) {
 		}
 	}
 	if len(cands) == 0 {
-		return s, nil
+		return nil
 	}
 	slices.SortFunc(cands, func(a, b candidate) int {
 		if a.tier != b.tier {
@@ -284,20 +378,7 @@ func (m *Masker) maskOnce(s string) (string, []Finding) {
 	}
 	kept = expand(s, kept, cover)
 	slices.SortFunc(kept, func(a, b candidate) int { return a.start - b.start })
-	var b strings.Builder
-	b.Grow(len(s))
-	fs := make([]Finding, 0, len(kept))
-	last := 0
-	for _, c := range kept {
-		sec := s[c.start:c.end]
-		tok := m.Token(m.rules[c.rule].ID, sec)
-		b.WriteString(s[last:c.start])
-		b.WriteString(tok)
-		last = c.end
-		fs = append(fs, Finding{Rule: m.rules[c.rule].ID, Secret: strings.Clone(sec), Token: tok})
-	}
-	b.WriteString(s[last:])
-	return b.String(), fs
+	return kept
 }
 
 // bitset marks covered bytes of the input.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"sync"
 )
@@ -50,6 +51,11 @@ type Rule struct {
 	Generic bool
 	// PII rules only run when Options.PII is set.
 	PII bool
+	// Quick, if set, is a cheap necessary condition checked at a keyword
+	// hit at s[at:] before the expression runs there (anchored rules
+	// only); false skips the hit. It keeps common keywords ("://", a
+	// name) that rarely start a secret from costing a regexp run.
+	Quick func(s string, at int) bool
 }
 
 // RuleSpec is a custom rule as policy supplies it: data only.
@@ -142,6 +148,13 @@ func compile(r *Rule) (*compiled, error) {
 		maxLen = defaultMaxLen
 	}
 	c.window = maxLen + r.Near
+	if c.anchored {
+		if parsed, err := syntax.Parse(r.Regexp, syntax.Perl); err == nil {
+			if n := maxMatchLen(parsed); n != unbounded && n < c.window {
+				c.window = n
+			}
+		}
+	}
 	return c, nil
 }
 

@@ -26,7 +26,7 @@ func keyRules() []Rule {
 func dbURL(id, desc, schemes string, keywords ...string) Rule {
 	return Rule{ID: id, Description: desc,
 		Regexp:   `(?i:` + schemes + `)://[^:/?#\s@"'<>]*:(?P<secret>[^@/?#\s"'<>]+)@`,
-		Keywords: keywords, Validate: notTemplate}
+		Keywords: keywords, Validate: notTemplate, Quick: userinfoAfter}
 }
 
 func dbRules() []Rule {
@@ -107,11 +107,14 @@ func genericRules() []Rule {
 	return []Rule{
 		{ID: "generic-secret", Description: "value assigned to a secret-sounding name (key = value, \"key\": \"value\"), gated by entropy",
 			Regexp: "(?P<key>(?i:" + secretNames + ")[\\w.\\-]{0,40})(?:\\\\?[\"'`])?\\s*(?:=>|:=|[:=])\\s*(?:\\\\?[\"'`])?" +
-				"(?P<secret>[^\\s\"'`,;<>(){}\\[\\]\\\\]{6,200})(?:[\\s\"'`,;<>)}\\]\\\\]|$)",
+				// {6,} and the bound in genericValue, not {6,200}: a counted
+				// repetition costs an instruction per count, and a program
+				// past 500 instructions loses regexp's fast backtracker.
+				"(?P<secret>[^\\s\"'`,;<>(){}\\[\\]\\\\]{6,})(?:[\\s\"'`,;<>)}\\]\\\\]|$)",
 			Keywords: []string{"password", "passwd", "passphrase", "pwd", "secret", "token", "api_key", "apikey", "api-key",
 				"access_key", "accesskey", "access-key", "private_key", "privatekey", "private-key", "client_secret",
 				"clientsecret", "client-secret", "credential", "auth_key", "authkey", "auth-key"},
-			Generic: true, Entropy: 2.75, Validate: genericValue},
+			Generic: true, Entropy: 2.75, Validate: genericValue, Quick: assignmentAfter},
 		{ID: "http-authorization", Description: "credential of an HTTP Authorization header in text",
 			Regexp:   `(?i:authorization)["']?\s*[:=]\s*["']?(?i:basic|bearer|token|digest|negotiate|aws4-hmac-sha256)?\s*(?P<secret>[A-Za-z0-9+/=._~\-,]{8,})`,
 			Keywords: []string{"authorization"}, Generic: true, Validate: notTemplate},
@@ -119,7 +122,7 @@ func genericRules() []Rule {
 			Keywords: []string{"bearer"}, Generic: true, Entropy: 3.5, Validate: notTemplate},
 		{ID: "url-credentials", Description: "password in a URL of any scheme",
 			Regexp:   `://[^:/?#\s@"'<>]+:(?P<secret>[^@/?#\s"'<>]{3,})@`,
-			Keywords: []string{"://"}, Generic: true, Validate: notTemplate},
+			Keywords: []string{"://"}, Generic: true, Validate: notTemplate, Quick: userinfoAfter},
 	}
 }
 

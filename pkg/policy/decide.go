@@ -40,6 +40,7 @@ type Policy struct {
 	rules             []*compiledRule
 	defaultDecision   Decision
 	onRecorderFailure v1alpha1.FailureMode
+	maskResponses     bool
 }
 
 // Policies names the selected policies, in evaluation order.
@@ -51,12 +52,17 @@ func (p *Policy) SetHash() string { return p.setHash }
 // OnRecorderFailure is FailOpen only when every selected policy says so.
 func (p *Policy) OnRecorderFailure() v1alpha1.FailureMode { return p.onRecorderFailure }
 
+// MaskResponses reports whether responses to the agent are masked inline:
+// when any selected policy asks for it.
+func (p *Policy) MaskResponses() bool { return p.maskResponses }
+
 // mergeDefaults folds one selected policy's defaults into p: the
 // strictest wins (Deny over Allow, fuller recording, FailClosed), so adding
 // a policy never loosens what another one demands.
 func (p *Policy) mergeDefaults(src *v1alpha1.SessionPolicy, first bool) {
 	s := &src.Spec
 	d := &p.defaultDecision
+	p.maskResponses = p.maskResponses || s.MaskResponses
 	if first {
 		*d = Decision{Policy: src.Name, Action: s.DefaultAction, Record: s.DefaultRecord}
 		p.onRecorderFailure = s.OnRecorderFailure

@@ -68,6 +68,18 @@ func line(e *event.Event) string {
 		return llmPrompt(e.LLMPrompt)
 	case e.LLMCompletion != nil:
 		return llmCompletion(e.LLMCompletion)
+	case e.MCPToolList != nil:
+		return mcpList(e.MCPToolList)
+	case e.MCPToolCall != nil:
+		p := e.MCPToolCall
+		s := "mcp " + Clean(p.Name, 64) + " " + Clean(p.Arguments, MaxText/2)
+		switch {
+		case p.Error != "":
+			return s + " → error: " + Clean(p.Error, MaxText/2)
+		case p.IsError:
+			return s + " → tool error: " + Clean(p.Result, MaxText/2)
+		}
+		return s + " → " + Clean(p.Result, MaxText/2)
 	case e.SQLQuery != nil:
 		p := e.SQLQuery
 		s := "sql"

@@ -123,6 +123,13 @@ func (g *Gate) Hash() string {
 // decision event.
 func (g *Gate) Active() bool { return g.cur.Load().pol != nil }
 
+// MaskResponses reports whether the policy in force asks for responses to
+// the agent to be masked inline.
+func (g *Gate) MaskResponses() bool {
+	p := g.cur.Load().pol
+	return p != nil && p.MaskResponses()
+}
+
 // FailOpen reports what the policy in force says about relaying while
 // recording cannot be guaranteed; ok is false without a policy.
 func (g *Gate) FailOpen() (failOpen, ok bool) {

@@ -70,33 +70,6 @@ func (t *tee) release(n int) error {
 	return nil
 }
 
-// drop forgets the first n held bytes without forwarding them.
-func (t *tee) drop(n int) {
-	t.held = t.held[:copy(t.held, t.held[n:])]
-}
-
-// write forwards b in place of held bytes.
-func (t *tee) write(b []byte) error {
-	w, err := t.dst.Write(b)
-	t.n += int64(w)
-	if err != nil {
-		t.err = fmt.Errorf("%w: %w", errRelay, err)
-		return t.err
-	}
-	return nil
-}
-
-// unhold forwards everything held and relays the rest as it is read: after
-// an upgrade, what follows is not HTTP/1 and not gated.
-func (t *tee) unhold() error {
-	err := t.release(len(t.held))
-	t.hold = false
-	if err == nil && t.eof {
-		err = t.closeWrite()
-	}
-	return err
-}
-
 // closeHeld passes the client's half-close on once nothing is held.
 func (t *tee) closeHeld() error {
 	if !t.hold || !t.eof {
@@ -131,7 +104,7 @@ func (c *conn) gateRequest(x *exchange, prev *exchange, req *http.Request) (bool
 			head, err = rewriteHead(head, req.Header, changed)
 		}
 		if err == nil {
-			if werr := c.up.write(head); werr != nil {
+			if werr := c.up.send(head); werr != nil {
 				return false, werr
 			}
 			c.up.drop(headLen)

@@ -142,15 +142,20 @@ type tee struct {
 	dst   Conn
 	n     int64
 	limit int64
-	// hold keeps what is read in held instead of writing it: the gated
-	// client side forwards a request only once its hook allowed it, and
-	// then exactly the bytes the parser consumed (see release).
-	hold bool
-	held []byte
 	// eof is set once src returned io.EOF; err holds a read error other
 	// than EOF or a failed relay write: the connection itself failed.
 	eof bool
 	err error
+	// hold keeps what is read in held instead of relaying it: the gated
+	// client side forwards a request only once its hook allowed it, and
+	// then exactly the bytes the parser consumed (see release); a
+	// rewriting upstream side lets a response be rewritten before the
+	// client sees it. read counts the bytes read from src and heldAt is
+	// the offset of held[0].
+	hold   bool
+	held   []byte
+	read   int64
+	heldAt int64
 }
 
 var errHeadTooLarge = errors.New("message head too large")
@@ -167,11 +172,13 @@ func (t *tee) Read(p []byte) (int, error) {
 		if t.limit >= 0 {
 			t.limit -= int64(n)
 		}
+		t.read += int64(n)
 		t.held = append(t.held, p[:n]...)
 	} else if n > 0 {
 		if t.limit >= 0 {
 			t.limit -= int64(n)
 		}
+		t.read += int64(n)
 		w, werr := t.dst.Write(p[:n])
 		t.n += int64(w)
 		if werr != nil {
@@ -184,11 +191,12 @@ func (t *tee) Read(p []byte) (int, error) {
 	case errors.Is(err, io.EOF):
 		if !t.eof {
 			t.eof = true
-			if t.hold {
-				break // passed on once the held bytes went (closeHeld)
-			}
 			// Pass the half-close on at once: nothing else will come from
-			// this peer, whatever the parser still has buffered.
+			// this peer, whatever the parser still has buffered. Held
+			// bytes go first (see unhold and closeHeld).
+			if t.hold {
+				break
+			}
 			if cerr := t.dst.CloseWrite(); cerr != nil {
 				t.err = fmt.Errorf("%w: close write: %w", errRelay, cerr)
 				return n, t.err
@@ -217,8 +225,10 @@ type conn struct {
 	abortOnce      sync.Once
 	records        sync.WaitGroup // request records in flight
 	pair           Pair
-	mu             sync.Mutex
-	stats          Stats
+	// rw rewrites responses (see Rewriter); nil relays them as they come.
+	rw    Rewriter
+	mu    sync.Mutex
+	stats Stats
 	// tap watches the connection after a switch of protocols, if any.
 	tap Tap
 }
@@ -250,6 +260,10 @@ type exchange struct {
 	// be recorded; answered then closes soon, even after the upstream
 	// side ended.
 	responded atomic.Bool
+	// obs observes the exchange for the sink; nil when it does not.
+	obs Exchange
+	// proto11 says the client speaks HTTP/1.1 or later.
+	proto11 bool
 }
 
 // Relay relays p until both sides closed (or one failed, or ctx ended) and
@@ -266,6 +280,10 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 	}
 	c.up = &tee{src: prefixed(p.ClientPrefix, p.Client), dst: p.Upstream, limit: -1, hold: r.opts.RequestHook != nil}
 	c.down = &tee{src: prefixed(p.UpstreamPrefix, p.Upstream), dst: p.Client, limit: -1}
+	if rw, ok := sink.(Rewriter); ok && rw.RewritesResponses() {
+		c.rw = rw
+		c.down.hold = true
+	}
 	c.upBuf = bufio.NewReaderSize(c.up, 32<<10)
 	c.downBuf = bufio.NewReaderSize(c.down, 32<<10)
 

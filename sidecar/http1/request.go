@@ -47,6 +47,8 @@ func (c *conn) clientSide() error {
 			recorded: make(chan struct{}),
 			answered: make(chan struct{}),
 			switched: make(chan bool, 1),
+			obs:      observe(c.sink, stream, req),
+			proto11:  req.ProtoAtLeast(1, 1),
 		}
 		if x.upgrade {
 			x.header = req.Header.Clone()
@@ -179,6 +181,9 @@ func (c *conn) recordRequest(x *exchange, req *http.Request, body *capture) {
 	if err := c.sink.Request(c.ctx, x.start, rec); err != nil {
 		c.recordFailed(err)
 	}
+	if x.obs != nil {
+		x.obs.RequestBody(c.ctx, x.start, body.buf, body.size)
+	}
 	c.mu.Lock()
 	c.stats.Requests++
 	c.mu.Unlock()
@@ -194,6 +199,9 @@ func (c *conn) rawAfter(t *tee, br *bufio.Reader, what string, stream uint64, er
 	}
 	c.parseFailed(what, stream, err)
 	t.limit = -1
+	if err := t.unhold(); err != nil {
+		return err
+	}
 	return c.end(t, drain(br))
 }
 

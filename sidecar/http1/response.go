@@ -2,6 +2,7 @@ package http1
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
@@ -11,8 +12,14 @@ import (
 // upstreamSide relays and parses the upstream's responses, pairing each
 // final response with the oldest unanswered request. It returns nil after
 // a clean EOF, else the connection failure.
-func (c *conn) upstreamSide() error {
+func (c *conn) upstreamSide() (err error) {
 	br := c.downBuf
+	defer func() {
+		// Whatever is still held goes to the client as it came.
+		if uerr := c.down.unhold(); uerr != nil && err == nil {
+			err = uerr
+		}
+	}()
 	var x *exchange // the request being answered
 	decide := func(switched bool) {
 		if x != nil && x.upgrade {
@@ -42,18 +49,34 @@ func (c *conn) upstreamSide() error {
 			}
 			return c.rawAfter(c.down, br, "response", stream, err)
 		}
+		switched := resp.StatusCode == http.StatusSwitchingProtocols ||
+			(method == http.MethodConnect && resp.StatusCode/100 == 2)
+		var rw BodyRewriter
+		if c.rw != nil && x != nil && !switched && Rewritable(method, resp.StatusCode) {
+			rw = c.rw.RewriteResponse(method, target, resp.StatusCode, resp.Header)
+		}
+		if c.down.hold {
+			if rw != nil {
+				c.down.skip(c.consumed())
+			} else if ferr := c.down.forward(c.consumed()); ferr != nil {
+				return ferr
+			}
+		}
 		if resp.StatusCode/100 == 1 && resp.StatusCode != http.StatusSwitchingProtocols {
 			continue // informational: the final response follows
 		}
-		switched := resp.StatusCode == http.StatusSwitchingProtocols ||
-			(method == http.MethodConnect && resp.StatusCode/100 == 2)
 		body := &capture{limit: c.r.opts.BodyCap}
 		if x != nil && x.metaOnly {
 			body.limit = 0
 		}
 		var berr error
 		if !switched {
-			_, berr = copyInto(body, resp.Body)
+			berr = c.copyResponse(x, body, resp, rw)
+		}
+		if rw != nil && berr != nil {
+			// Part of a rewritten body went out: the client must not take
+			// it for whole, nor get raw bytes after it.
+			return berr
 		}
 		rec := &event.HTTPResponse{
 			Stream:  stream,
@@ -81,10 +104,16 @@ func (c *conn) upstreamSide() error {
 			c.mu.Lock()
 			c.stats.Upgraded = true
 			c.mu.Unlock()
+			if err := c.down.unhold(); err != nil {
+				return err
+			}
 			return c.end(c.down, c.drainUpgraded(br, sw, false))
 		case x == nil:
 			// Pairing is lost; relay the rest without parsing.
 			c.parseFailed("response", 0, errUnpaired)
+			if err := c.down.unhold(); err != nil {
+				return err
+			}
 			return c.end(c.down, drain(br))
 		}
 		decide(false)
@@ -93,6 +122,35 @@ func (c *conn) upstreamSide() error {
 }
 
 var errUnpaired = errors.New("response without a request")
+
+// copyResponse reads a response body to its end into body, showing it to
+// the exchange's observer as it goes.
+// rw, when set, rewrites the body on its way to the client; else, on a
+// connection that holds responses, the raw bytes are relayed as they are
+// parsed.
+func (c *conn) copyResponse(x *exchange, body *capture, resp *http.Response, rw BodyRewriter) error {
+	var w io.Writer = body
+	if x != nil && x.obs != nil {
+		x.obs.ResponseHead(resp.StatusCode, resp.Header)
+		w = observed{body, x.obs}
+	}
+	if rw != nil {
+		err := c.rewrite(w, resp, rw, x.proto11)
+		c.down.skip(c.consumed())
+		return err
+	}
+	var src io.Reader = resp.Body
+	if c.down.hold {
+		src = forwarding{r: resp.Body, c: c}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	_, err := io.CopyBuffer(w, src, *bp)
+	if err == nil && c.down.hold {
+		err = c.down.forward(c.consumed())
+	}
+	return err
+}
 
 // nextExchange returns the oldest request not yet answered. A response that
 // arrives before any request waits a little for one (the request's head may
@@ -158,6 +216,9 @@ func (c *conn) recordResponse(x *exchange, rec *event.HTTPResponse, body *captur
 	}
 	if err := c.sink.Response(c.ctx, headersAt, rec); err != nil {
 		c.recordFailed(err)
+	}
+	if x != nil && x.obs != nil {
+		x.obs.End(c.ctx, end, rec.Error)
 	}
 	if x != nil {
 		close(x.answered)

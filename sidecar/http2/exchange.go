@@ -34,6 +34,8 @@ type exchange struct {
 	// metaOnly records the stream without body content (the request
 	// hook's Verdict): sizes and timings only.
 	metaOnly bool
+	// obs observes the exchange for the sink; nil when it does not.
+	obs http1.Exchange
 }
 
 func (x *exchange) setMetaOnly(v bool) {
@@ -78,8 +80,18 @@ func (c *conn) newExchange(w http.ResponseWriter, r *http.Request) *exchange {
 	}
 	if x.grpc {
 		x.req.GRPC = grpcCall(r.URL.Path)
+	} else if o, ok := c.sink.(http1.Observer); ok {
+		x.obs = o.Observe(id, r.Method, x.url.RequestURI(), authority, r.Header)
 	}
 	return x
+}
+
+// observer returns the exchange's observer, nil when there is none or the
+// exchange already ended.
+func (x *exchange) observer() http1.Exchange {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.obs
 }
 
 // requestBytes notes bytes of the request body on their way upstream.
@@ -146,10 +158,13 @@ func (x *exchange) recordRequest() {
 	if x.grpc {
 		x.reqMsg.fill(rec.GRPC)
 	}
-	x.reqBuf = nil
 	if err := c.sink.Request(c.ctx, x.start, rec); err != nil {
 		c.recordFailed(err)
 	}
+	if x.obs != nil {
+		x.obs.RequestBody(c.ctx, x.start, x.reqBuf, x.reqLen)
+	}
+	x.reqBuf = nil
 	c.count(1, 0)
 }
 
@@ -178,6 +193,10 @@ func (x *exchange) emitResponse(rec *event.HTTPResponse, headersAt, end time.Tim
 	}
 	if rec.Streamed != event.StreamedHeaders {
 		x.c.count(0, 1)
+		if x.obs != nil {
+			x.obs.End(x.c.ctx, end, rec.Error)
+			x.obs = nil
+		}
 	}
 }
 

@@ -138,10 +138,20 @@ func (c *conn) relay(w http.ResponseWriter, r *http.Request, x *exchange, resp *
 	for k, vs := range resp.Header {
 		w.Header()[k] = vs
 	}
+	if rr, ok := c.sink.(http1.Rewriter); ok && rr.RewritesResponses() && http1.Rewritable(r.Method, resp.StatusCode) {
+		if rw := rr.RewriteResponse(r.Method, x.url.RequestURI(), resp.StatusCode, resp.Header); rw != nil {
+			c.relayRewritten(w, r, x, resp, rw, headersAt)
+			return
+		}
+	}
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 
+	obs := x.observer()
+	if obs != nil {
+		obs.ResponseHead(resp.StatusCode, resp.Header)
+	}
 	rb := x.startResponse(resp, headersAt, streamsAtOnce(r, resp))
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -154,6 +164,9 @@ func (c *conn) relay(w http.ResponseWriter, r *http.Request, x *exchange, resp *
 				werr = rc.Flush()
 			}
 			// Recorded after the client has it: recording never delays.
+			if obs != nil {
+				obs.ResponseBody(buf[:n])
+			}
 			rb.write(buf[:n])
 			if werr != nil {
 				break

@@ -94,6 +94,43 @@ func Detect(r Request) (Decoder, bool) {
 	return nil, false
 }
 
+// API shapes, for DetectAs.
+const (
+	APIChat      = "openai-chat"
+	APIResponses = "openai-responses"
+	APIAnthropic = "anthropic"
+	APIGemini    = "gemini"
+)
+
+// APIs lists the API shapes DetectAs knows.
+var APIs = []string{APIChat, APIResponses, APIAnthropic, APIGemini}
+
+// DetectAs returns a decoder of the API shape api for a POST whatever its
+// path, for gateways that serve an LLM API under paths of their own.
+// Gemini takes the model from the path when it can. ok is false for other
+// methods and unknown shapes.
+func DetectAs(api string, r Request) (Decoder, bool) {
+	if r.Method != http.MethodPost || r.URL == nil {
+		return nil, false
+	}
+	host := hostname(r.Host)
+	switch api {
+	case APIChat:
+		return newChat(providerFor(host, ProviderOpenAI)), true
+	case APIResponses:
+		return newResponses(providerFor(host, ProviderOpenAI)), true
+	case APIAnthropic:
+		return newAnthropic(providerFor(host, ProviderAnthropic)), true
+	case APIGemini:
+		model, _, _ := geminiPath(strings.TrimRight(r.URL.Path, "/"))
+		return newGemini(providerFor(host, ProviderGemini), model), true
+	}
+	return nil, false
+}
+
+// Hostname returns h without its port and trailing dot, in lower case.
+func Hostname(h string) string { return hostname(h) }
+
 func hostname(h string) string {
 	if host, _, err := net.SplitHostPort(h); err == nil {
 		h = host

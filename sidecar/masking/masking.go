@@ -121,19 +121,31 @@ func (r *Recorder) Publish(ctx context.Context, e *event.Event) error {
 		for i := range e.LLMPrompt.Messages {
 			str(&e.LLMPrompt.Messages[i].Content)
 		}
+		strs(e.LLMPrompt.Tools)
 	case e.LLMCompletion != nil:
 		c := e.LLMCompletion
 		str(&c.Text)
 		strs(c.CodeBlocks)
 		for i := range c.ToolCalls {
 			tc := &c.ToolCalls[i]
-			if tc.Arguments != "" {
-				var f []mask.Finding
-				tc.Arguments, f = r.m.MaskJSONString(tc.Arguments)
-				fs = append(fs, f...)
-			}
+			fs = append(fs, r.jsonText(&tc.Arguments)...)
 			str(&tc.Result)
 		}
+	case e.MCPToolList != nil:
+		l := e.MCPToolList
+		str(&l.Server)
+		str(&l.Error)
+		for i := range l.Tools {
+			t := &l.Tools[i]
+			str(&t.Description)
+			fs = append(fs, r.jsonText(&t.InputSchema)...)
+		}
+	case e.MCPToolCall != nil:
+		c := e.MCPToolCall
+		str(&c.Server)
+		fs = append(fs, r.jsonText(&c.Arguments)...)
+		str(&c.Result)
+		str(&c.Error)
 	case e.SQLQuery != nil:
 		out, f := r.m.MaskSQL(e.SQLQuery.Statement)
 		e.SQLQuery.Statement, fs = out, append(fs, f...)
@@ -163,6 +175,17 @@ func (r *Recorder) Publish(ctx context.Context, e *event.Event) error {
 		e.Masked = slices.Compact(e.Masked)
 	}
 	return r.next.Publish(ctx, e)
+}
+
+// jsonText masks a string that holds JSON text (tool arguments, schemas)
+// structurally, so that values under secret-like keys are masked too.
+func (r *Recorder) jsonText(s *string) []mask.Finding {
+	if *s == "" {
+		return nil
+	}
+	out, fs := r.m.MaskJSONString(*s)
+	*s = out
+	return fs
 }
 
 // args masks a command line: each argument, and the argument after a flag

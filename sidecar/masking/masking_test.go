@@ -125,3 +125,38 @@ func TestLoadKey(t *testing.T) {
 		t.Fatal("missing key file accepted")
 	}
 }
+
+// TestRecorderMasksLLMAndMCP checks every text field of the LLM and MCP
+// events: nothing raw leaves.
+func TestRecorderMasksLLMAndMCP(t *testing.T) {
+	mk, err := mask.New(mask.Options{Key: []byte("k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := &memRecorder{blobs: map[string][]byte{}}
+	r := New(next, mk)
+	p := event.New("s1", event.KindLLMPrompt, time.Now())
+	p.LLMPrompt = &event.LLMPrompt{Provider: "openai", System: "key " + ghp,
+		Messages: []event.LLMMessage{{Role: "user", Content: "token=" + ghp}}, Tools: []string{"tool " + ghp}}
+	l := event.New("s1", event.KindMCPToolList, time.Now())
+	l.MCPToolList = &event.MCPToolList{Server: "mcp.test/mcp", Tools: []event.MCPTool{{Name: "gh",
+		Description: "uses " + ghp, InputSchema: `{"type":"object","default":"` + ghp + `"}`}}, Error: "bad " + ghp}
+	c := event.New("s1", event.KindMCPToolCall, time.Now())
+	c.MCPToolCall = &event.MCPToolCall{Server: "mcp.test/mcp", Name: "read",
+		Arguments: `{"path":"/x","password":"hunter2-but-longer-Zq8"}`, Result: "got " + ghp, Error: "e " + ghp}
+	for _, ev := range []*event.Event{p, l, c} {
+		if err := r.Publish(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := event.Encode(ev)
+		if bytes.Contains(raw, []byte(ghp)) || bytes.Contains(raw, []byte("hunter2-but-longer-Zq8")) || len(ev.Masked) == 0 {
+			t.Errorf("%s not masked: %s", ev.Kind, raw)
+		}
+		if err := ev.Validate(); err != nil {
+			t.Errorf("%s: %v", ev.Kind, err)
+		}
+	}
+	if c.MCPToolCall.Name != "read" || !strings.Contains(c.MCPToolCall.Arguments, `"path":"/x"`) {
+		t.Errorf("tool call %+v", c.MCPToolCall)
+	}
+}

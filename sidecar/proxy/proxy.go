@@ -18,6 +18,7 @@ import (
 	"github.com/chaperone-dev/chaperone/sidecar/http1"
 	"github.com/chaperone-dev/chaperone/sidecar/http2"
 	"github.com/chaperone-dev/chaperone/sidecar/k8s"
+	"github.com/chaperone-dev/chaperone/sidecar/masking"
 	"github.com/chaperone-dev/chaperone/sidecar/origdst"
 )
 
@@ -80,6 +81,14 @@ type Options struct {
 	// requests are masked. The zero Target matches nothing; Secrets found
 	// by their kind are masked on every connection.
 	KubeAPI k8s.Target
+	// LLM configures the decoding of LLM API and MCP traffic.
+	LLM LLMOptions
+	// MaskResponses, when set, masks secrets in text responses on their
+	// way to the agent (policy: maskResponses); nil relays them as sent.
+	MaskResponses *masking.Inline
+	// MaskResponsesByPolicy masks responses with MaskResponses only while
+	// the policy in force (Gate) says maskResponses; false masks always.
+	MaskResponsesByPolicy bool
 	// FailOpen relays connections even when the Recorder cannot guarantee
 	// recording; by default such connections are refused. A policy in
 	// force decides instead (its onRecorderFailure).

@@ -113,6 +113,13 @@ type SessionPolicySpec struct {
 	// +kubebuilder:validation:Enum=Full;MetadataOnly;None
 	DefaultRecord RecordLevel `json:"defaultRecord,omitempty"`
 
+	// MaskResponses masks secrets in text responses on their way to the
+	// agent too, not only in what is recorded: a completion that carries
+	// a key is delivered masked. Server-sent events are masked as they
+	// stream.
+	// +optional
+	MaskResponses bool `json:"maskResponses,omitempty"`
+
 	// OnRecorderFailure says whether traffic that cannot be recorded is
 	// refused (FailClosed) or let through (FailOpen).
 	// +optional
