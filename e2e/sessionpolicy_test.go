@@ -122,6 +122,7 @@ func TestSessionPolicyInCluster(t *testing.T) {
 	if err == nil {
 		t.Fatalf("kubectl applied a policy that does not compile:\n%s", out)
 	}
+	t.Logf("kubectl refused the broken policy:\n%s", out)
 	for _, want := range []string{`admission webhook "` + webhook.HookSessionPolicies + `" denied the request`,
 		`policy "broken" rule "half-written"`, "spec.rules[1].match", "Syntax error"} {
 		if !strings.Contains(out, want) {
