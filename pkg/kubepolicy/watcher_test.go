@@ -85,14 +85,17 @@ func TestWatcherAgainstAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	installCRD(t, dc)
-	api := dc.Resource(Resource)
-
 	rec := &recorder{}
 	w, err := New(Options{Client: dc, Publisher: rec, Debounce: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Without the CRD the server would stop at start, saying why.
+	if err := w.Check(ctx); !errors.Is(err, ErrNoResource) {
+		t.Fatalf("Check without the CRD: %v", err)
+	}
+	installCRD(t, dc)
+	api := dc.Resource(Resource)
 	if err := w.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
