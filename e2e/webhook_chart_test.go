@@ -16,6 +16,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/e2e/helm"
 	"github.com/chaperone-dev/chaperone/e2e/kube"
+	"github.com/chaperone-dev/chaperone/pkg/policy/v1alpha1"
 	"github.com/chaperone-dev/chaperone/webhook"
 )
 
@@ -173,7 +175,7 @@ func TestChartMatchesWebhook(t *testing.T) {
 	objs := renderChart(t)
 	want := []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "DaemonSet", "Deployment",
 		"MutatingWebhookConfiguration", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service",
-		"ServiceAccount", "StatefulSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+		"ServiceAccount", "StatefulSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration"}
 	if got := kinds(objs); !slices.Equal(got, want) {
 		t.Errorf("kinds %v, want %v", got, want)
 	}
@@ -184,6 +186,21 @@ func TestChartMatchesWebhook(t *testing.T) {
 	}})
 	if !apiequality.Semantic.DeepEqual(mwc.Webhooks, wantHooks) {
 		t.Errorf("chart webhooks differ from webhook.MutatingWebhooks:\n got %+v\nwant %+v", mwc.Webhooks, wantHooks)
+	}
+	vwc := as[admissionregistrationv1.ValidatingWebhookConfiguration](t, find(objs, "ValidatingWebhookConfiguration", name))
+	wantVHooks := webhook.ValidatingWebhooks(admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
+		Namespace: chartNS, Name: name, Path: new(webhook.PathValidateSessionPolicy), Port: new(int32(443)),
+	}})
+	if !apiequality.Semantic.DeepEqual(vwc.Webhooks, wantVHooks) {
+		t.Errorf("chart validating webhooks differ from webhook.ValidatingWebhooks:\n got %+v\nwant %+v", vwc.Webhooks, wantVHooks)
+	}
+	serverRole := as[rbacv1.ClusterRole](t, find(objs, "ClusterRole", chartRelease+"-server"))
+	wantRules := []rbacv1.PolicyRule{
+		{APIGroups: []string{"chaperone.dev"}, Resources: []string{"sessionpolicies"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"chaperone.dev"}, Resources: []string{"sessionpolicies/status"}, Verbs: []string{"update"}},
+	}
+	if !apiequality.Semantic.DeepEqual(serverRole.Rules, wantRules) {
+		t.Errorf("server ClusterRole rules %+v", serverRole.Rules)
 	}
 	cmName := chartRelease + "-sidecar"
 	for _, want := range []struct {
@@ -231,6 +248,7 @@ func TestChartMatchesWebhook(t *testing.T) {
 	}
 	args := strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " ")
 	for _, want := range []string{"--sidecar-config=/etc/chaperone/sidecar.yaml", "--webhook-config-name=" + name, "--cert-secret=" + name + "-certs",
+		"--validating-webhook-config-name=" + name,
 		"--dns-names=" + name + "." + chartNS + ".svc"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("webhook args lack %q: %s", want, args)
@@ -240,6 +258,28 @@ func TestChartMatchesWebhook(t *testing.T) {
 	sargs := strings.Join(sts.Spec.Template.Spec.Containers[0].Args, " ")
 	if !strings.Contains(sargs, "--http-addr=127.0.0.1:8080") || !strings.Contains(sargs, "--nats-addr=0.0.0.0:4222") || len(sts.Spec.VolumeClaimTemplates) != 1 {
 		t.Errorf("server: embedded NATS and SQLite on a volume expected: %s", sargs)
+	}
+	if !strings.Contains(sargs, "--kube-policies") {
+		t.Errorf("server does not distribute SessionPolicy objects: %s", sargs)
+	}
+}
+
+// TestChartWithoutClusterPolicies: with server.kubePolicies and
+// webhook.validateSessionPolicies off, neither the SessionPolicy webhook
+// nor the server's access to SessionPolicy objects is rendered.
+func TestChartWithoutClusterPolicies(t *testing.T) {
+	objs := renderChart(t, "--set", "server.kubePolicies=false,webhook.validateSessionPolicies=false")
+	if slices.Contains(kinds(objs), "ValidatingWebhookConfiguration") {
+		t.Error("ValidatingWebhookConfiguration rendered")
+	}
+	if find(objs, "ClusterRole", chartRelease+"-server") != nil {
+		t.Error("server ClusterRole rendered")
+	}
+	sts := as[appsv1.StatefulSet](t, find(objs, "StatefulSet", chartRelease+"-server"))
+	dep := as[appsv1.Deployment](t, find(objs, "Deployment", chartRelease+"-webhook"))
+	if args := strings.Join(append(sts.Spec.Template.Spec.Containers[0].Args, dep.Spec.Template.Spec.Containers[0].Args...), " "); strings.Contains(args, "--kube-policies") ||
+		strings.Contains(args, "--validating-webhook-config-name") {
+		t.Errorf("args: %s", args)
 	}
 }
 
@@ -279,6 +319,10 @@ func TestChartNonDefault(t *testing.T) {
 	mwc := as[admissionregistrationv1.MutatingWebhookConfiguration](t, find(objs, "MutatingWebhookConfiguration", name))
 	if mwc.Annotations["cert-manager.io/inject-ca-from"] != chartNS+"/"+name {
 		t.Errorf("no cert-manager CA injection: %v", mwc.Annotations)
+	}
+	vwc := as[admissionregistrationv1.ValidatingWebhookConfiguration](t, find(objs, "ValidatingWebhookConfiguration", name))
+	if vwc.Annotations["cert-manager.io/inject-ca-from"] != chartNS+"/"+name || *vwc.Webhooks[0].FailurePolicy != admissionregistrationv1.Fail {
+		t.Errorf("SessionPolicy webhook with cert-manager: %v, failure policy %s", vwc.Annotations, *vwc.Webhooks[0].FailurePolicy)
 	}
 	for _, h := range mwc.Webhooks {
 		if *h.FailurePolicy != admissionregistrationv1.Ignore {
@@ -373,7 +417,8 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 	}
 	for _, o := range objs {
 		switch o.GetKind() {
-		case "ConfigMap", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MutatingWebhookConfiguration", "Service":
+		case "ConfigMap", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MutatingWebhookConfiguration",
+			"ValidatingWebhookConfiguration", "Service":
 			if err := apply(o, false); err != nil {
 				t.Fatalf("apply %s %s: %v", o.GetKind(), o.GetName(), err)
 			}
@@ -384,5 +429,19 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 	}, denied("failed calling webhook"))
 	if err := createPod(t, cs, "agents", agentPod("plain", nil)); err != nil {
 		t.Errorf("plain pod refused: %v", err)
+	}
+	// The SessionPolicy webhook fails closed for policies only.
+	sp := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.APIVersion, "kind": v1alpha1.Kind,
+		"metadata": map[string]any{"name": "p"},
+		"spec":     map[string]any{"rules": []any{map[string]any{"name": "r", "match": "true", "action": "Allow"}}},
+	}}
+	pollAdmission(t, "SessionPolicy refused (webhook Service without endpoints)", func() error {
+		_, err := dyn.Resource(schema.GroupVersionResource{Group: v1alpha1.Group, Version: v1alpha1.Version, Resource: "sessionpolicies"}).
+			Create(ctx, sp, metav1.CreateOptions{})
+		return err
+	}, denied("failed calling webhook"))
+	if _, err := cs.CoreV1().ConfigMaps("agents").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}, metav1.CreateOptions{}); err != nil {
+		t.Errorf("plain ConfigMap refused: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/chaperone-dev/chaperone/pkg/policy/v1alpha1"
 	"github.com/chaperone-dev/chaperone/sidecar/redirect"
 )
 
@@ -36,6 +37,10 @@ const (
 	HookWorkloadsNamespace = "workloads.namespace.chaperone.dev"
 	HookWorkloadsAnnot     = "workloads.annotation.chaperone.dev"
 )
+
+// HookSessionPolicies names the validating webhook that compiles
+// SessionPolicy objects when they are applied.
+const HookSessionPolicies = "sessionpolicies.chaperone.dev"
 
 // CEL expressions of the opt-in, shared by the webhook match conditions and
 // the admission policy.
@@ -101,6 +106,43 @@ func MutatingWebhookConfiguration(name string, client admissionregistrationv1.We
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Webhooks:   MutatingWebhooks(client),
+	}
+}
+
+// ValidatingWebhooks returns the webhooks of the
+// ValidatingWebhookConfiguration: one that sends SessionPolicy creates and
+// updates to client (path PathValidateSessionPolicy) to be compiled. Its
+// failure policy is Fail, so a policy cannot slip in uncompiled while the
+// webhook is down; it matches nothing but sessionpolicies, so a webhook
+// outage blocks policy changes only, never the rest of the cluster (and
+// chaperone-server still refuses to distribute a policy that does not
+// compile, see its Ready condition).
+func ValidatingWebhooks(client admissionregistrationv1.WebhookClientConfig) []admissionregistrationv1.ValidatingWebhook {
+	return []admissionregistrationv1.ValidatingWebhook{{
+		Name:         HookSessionPolicies,
+		ClientConfig: client,
+		Rules: []admissionregistrationv1.RuleWithOperations{{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{v1alpha1.Group}, APIVersions: []string{v1alpha1.Version},
+				Resources: []string{"sessionpolicies"}, Scope: new(admissionregistrationv1.ClusterScope)},
+		}},
+		FailurePolicy:           new(admissionregistrationv1.Fail),
+		MatchPolicy:             new(admissionregistrationv1.Equivalent),
+		NamespaceSelector:       &metav1.LabelSelector{},
+		ObjectSelector:          &metav1.LabelSelector{},
+		SideEffects:             new(admissionregistrationv1.SideEffectClassNone),
+		TimeoutSeconds:          new(int32(10)),
+		AdmissionReviewVersions: []string{"v1"},
+	}}
+}
+
+// ValidatingWebhookConfiguration returns the validating webhook
+// configuration named name whose webhooks call client.
+func ValidatingWebhookConfiguration(name string, client admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	return &admissionregistrationv1.ValidatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Webhooks:   ValidatingWebhooks(client),
 	}
 }
 

@@ -60,6 +60,8 @@ func parseFlags(args []string, stderr io.Writer) (server.Config, error) {
 	fs.Func("approver-groups", "comma-separated groups whose members answer approvals", groupList(&cfg.ApproverGroups))
 	fs.StringVar(&cfg.RolesFile, "roles-file", "", "YAML file of group role grants, e.g. auditors limited to namespaces")
 	fs.StringVar(&cfg.PolicyFile, "policy-file", "", "SessionPolicy YAML file, for use outside Kubernetes")
+	fs.BoolVar(&cfg.KubePolicies, "kube-policies", false, "distribute the cluster's SessionPolicy objects (watched; status Ready written back); excludes --policy-file")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for --kube-policies (default: the in-cluster config)")
 	fs.StringVar(&cfg.ApprovalWebhookURL, "approval-webhook-url", "", "URL that Slack-style approval messages are posted to")
 	fs.StringVar(&cfg.SlackSigningSecretFile, "slack-signing-secret-file", "", "file holding the Slack signing secret for callbacks")
 	fs.StringVar(&cfg.SlackUsersFile, "slack-users-file", "", "JSON file mapping Slack user ids to e-mail and groups, for approvals")

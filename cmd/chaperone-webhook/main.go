@@ -1,7 +1,8 @@
 // Command chaperone-webhook is the sidecar-injecting mutating admission
 // webhook: it serves /mutate over TLS with a certificate it creates and
 // renews itself, and keeps its MutatingWebhookConfiguration's caBundle
-// current.
+// current. It also serves /validate-sessionpolicy, which refuses
+// SessionPolicy objects whose rules do not compile.
 package main
 
 import (
@@ -53,6 +54,9 @@ type Config struct {
 	DNSNames          []string
 	IPs               []net.IP
 	WebhookConfigName string
+	// ValidatingConfigName is the ValidatingWebhookConfiguration (of
+	// SessionPolicy validation) whose caBundle is kept current; empty: none.
+	ValidatingConfigName string
 	// CertMode is "self" (the webhook's own rotating CA, optionally shared
 	// through CertSecret) or "files" (tls.crt and tls.key in CertDir,
 	// written by someone else, e.g. cert-manager).
@@ -114,6 +118,7 @@ func parseFlags(args []string, out io.Writer, getenv func(string) string) (Confi
 	dns := fs.String("dns-names", "chaperone-webhook.chaperone.svc", "comma-separated DNS names of the serving certificate")
 	ips := fs.String("ips", "", "comma-separated IP addresses of the serving certificate")
 	fs.StringVar(&cfg.WebhookConfigName, "webhook-config-name", "chaperone-webhook", "MutatingWebhookConfiguration whose caBundle is kept current; empty: none")
+	fs.StringVar(&cfg.ValidatingConfigName, "validating-webhook-config-name", "", "ValidatingWebhookConfiguration (SessionPolicy validation at "+webhook.PathValidateSessionPolicy+") whose caBundle is kept current; empty: none")
 	fs.StringVar(&cfg.CertMode, "cert-mode", certModeSelf, "self: own rotating CA and certificate; files: serve tls.crt/tls.key from --cert-dir as written by e.g. cert-manager")
 	fs.StringVar(&cfg.CertSecret, "cert-secret", "", "Secret that shares the self-managed CA and certificate between replicas (needs get and update on it)")
 	fs.StringVar(&cfg.CertSecretNamespace, "cert-secret-namespace", getenv("POD_NAMESPACE"), "namespace of --cert-secret (default $POD_NAMESPACE)")

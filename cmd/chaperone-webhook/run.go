@@ -80,6 +80,10 @@ func (c Config) serve(ctx context.Context, log *slog.Logger, ready func(addr net
 	if err != nil {
 		return err
 	}
+	pv, err := webhook.NewPolicyValidator(reg, log)
+	if err != nil {
+		return err
+	}
 
 	var (
 		cm       *certs.Manager
@@ -106,7 +110,10 @@ func (c Config) serve(ctx context.Context, log *slog.Logger, ready func(addr net
 			return err
 		}
 		getCert = cm.GetCertificate
-		runCerts = func(ctx context.Context) error { return cm.Run(ctx, c.RenewInterval, cs, c.WebhookConfigName) }
+		runCerts = func(ctx context.Context) error {
+			return cm.Run(ctx, c.RenewInterval, cs, certs.WebhookConfig{Name: c.WebhookConfigName},
+				certs.WebhookConfig{Name: c.ValidatingConfigName, Validating: true})
+		}
 	}
 	for _, synced := range factory.WaitForCacheSync(ctx.Done()) {
 		if !synced {
@@ -116,6 +123,7 @@ func (c Config) serve(ctx context.Context, log *slog.Logger, ready func(addr net
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /mutate", h.HTTPHandler())
+	mux.Handle("POST "+webhook.PathValidateSessionPolicy, pv.HTTPHandler())
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

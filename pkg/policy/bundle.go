@@ -23,7 +23,7 @@ type bundle struct {
 
 // Marshal encodes the set's source for distribution (the server puts it in
 // a NATS KV bucket; sidecars Unmarshal it). Only each policy's name, labels,
-// generation and resource version travel of its metadata.
+// generation, resource version and UID travel of its metadata, and no status.
 func (s *Set) Marshal() ([]byte, error) {
 	ps := s.Policies()
 	for i := range ps {
@@ -35,6 +35,8 @@ func (s *Set) Marshal() ([]byte, error) {
 			ResourceVersion: m.ResourceVersion,
 			UID:             m.UID,
 		}
+		// Status is the cluster's view of the policy, not part of it.
+		ps[i].Status = v1alpha1.SessionPolicyStatus{}
 	}
 	b, err := json.Marshal(bundle{Version: BundleVersion, Hash: s.hash, Policies: ps})
 	if err != nil {

@@ -59,6 +59,12 @@ type Config struct {
 
 	// PolicyFile is a SessionPolicy YAML file, for use outside Kubernetes.
 	PolicyFile string
+	// KubePolicies distributes the cluster's SessionPolicy objects
+	// (--kube-policies): watched with Kubeconfig, or the in-cluster config
+	// when that is empty. It excludes PolicyFile: one source of truth.
+	KubePolicies bool
+	// Kubeconfig is the kubeconfig file for KubePolicies.
+	Kubeconfig string
 	// ApprovalWebhookURL is where Slack-style approval messages are posted.
 	ApprovalWebhookURL string
 	// SlackSigningSecretFile holds the secret that signs Slack callbacks.
@@ -142,6 +148,12 @@ func (c *Config) Validate() error {
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("%w: --nats-url %q: want nats://host:port", ErrInvalidConfig, c.NATSURL)
 		}
+	}
+	if c.KubePolicies && c.PolicyFile != "" {
+		return fmt.Errorf("%w: --policy-file and --kube-policies exclude each other: policy comes either from a file or from the cluster's SessionPolicy objects (to move a file into the cluster: kubectl apply -f FILE)", ErrInvalidConfig)
+	}
+	if c.Kubeconfig != "" && !c.KubePolicies {
+		return fmt.Errorf("%w: --kubeconfig is only used with --kube-policies", ErrInvalidConfig)
 	}
 	if err := c.validateOIDC(); err != nil {
 		return err

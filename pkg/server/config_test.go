@@ -36,6 +36,9 @@ func TestValidate(t *testing.T) {
 		{"roles without issuer", Config{DataDir: "/d", AuditorGroups: []string{"a"}}, ErrInvalidConfig},
 		{"ca file without issuer", Config{DataDir: "/d", OIDCCAFile: "ca.pem"}, ErrInvalidConfig},
 		{"roles file without issuer", Config{DataDir: "/d", RolesFile: "r.yaml"}, ErrInvalidConfig},
+		{"kube policies accepted", Config{DataDir: "/d", KubePolicies: true, Kubeconfig: "/k"}, nil},
+		{"kube policies and a policy file refused", Config{DataDir: "/d", KubePolicies: true, PolicyFile: "p.yaml"}, ErrInvalidConfig},
+		{"kubeconfig without kube policies refused", Config{DataDir: "/d", Kubeconfig: "/k"}, ErrInvalidConfig},
 		{"policy and approvals accepted", Config{DataDir: "/d", PolicyFile: "p.yaml", ApprovalWebhookURL: "http://127.0.0.1:1/hook", SlackSigningSecretFile: "s"}, nil},
 	}
 	for _, c := range cases {

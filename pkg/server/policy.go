@@ -96,8 +96,9 @@ func (d *Distributor) PutSession(ctx context.Context, session string, set *polic
 	return nil
 }
 
-// startPolicy distributes --policy-file (or withdraws any policy when
-// there is none) and watches the file for changes until the returned stop
+// startPolicy distributes the cluster's SessionPolicy objects with
+// --kube-policies, else --policy-file (or withdraws any policy when there
+// is none) and watches the file for changes until the returned stop
 // is called. A file that does not load or compile at start stops the
 // server; later, a bad edit is logged and the last good set stays.
 func startPolicy(ctx context.Context, cfg Config, js jetstream.JetStream, logger *slog.Logger) (*Distributor, func(context.Context) error, error) {
@@ -105,6 +106,13 @@ func startPolicy(ctx context.Context, cfg Config, js jetstream.JetStream, logger
 	d, err := NewDistributor(ctx, js, log)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.KubePolicies {
+		stop, err := startKubePolicies(ctx, cfg, d, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return d, stop, nil
 	}
 	if cfg.PolicyFile == "" {
 		if err := d.Publish(ctx, nil, "no policy file"); err != nil {

@@ -200,3 +200,29 @@ func TestSyncCABundle(t *testing.T) {
 		t.Fatal("no error for a missing configuration")
 	}
 }
+
+func TestSyncValidatingCABundle(t *testing.T) {
+	const name = "chaperone-webhook"
+	cs := fake.NewClientset(&admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Webhooks:   []admissionregistrationv1.ValidatingWebhook{{Name: "sessionpolicies.chaperone.dev"}},
+	})
+	bundle := []byte("-----BEGIN CERTIFICATE-----\n...\n")
+	for i, want := range []bool{true, false} {
+		wrote, err := SyncValidatingCABundle(t.Context(), cs, name, bundle)
+		if err != nil || wrote != want {
+			t.Fatalf("sync %d: wrote=%v err=%v, want wrote=%v", i, wrote, err, want)
+		}
+	}
+	got, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Webhooks[0].ClientConfig.CABundle) != string(bundle) {
+		t.Fatalf("caBundle %q", got.Webhooks[0].ClientConfig.CABundle)
+	}
+	// A mutating configuration of the same name is not a validating one.
+	if _, err := SyncCABundle(t.Context(), cs, name, bundle); err == nil {
+		t.Fatal("no error for a missing mutating configuration")
+	}
+}

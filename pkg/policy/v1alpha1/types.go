@@ -61,7 +61,9 @@ var DefaultApprovalTimeout = metav1.Duration{Duration: 5 * 60 * 1e9}
 // recorded.
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=sespol,categories=chaperone
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Default",type=string,JSONPath=`.spec.defaultAction`
 // +kubebuilder:printcolumn:name="Recorder failure",type=string,JSONPath=`.spec.onRecorderFailure`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -71,6 +73,43 @@ type SessionPolicy struct {
 
 	// Spec is the policy itself.
 	Spec SessionPolicySpec `json:"spec"`
+
+	// Status is written by chaperone-server in a cluster: whether the
+	// policy compiled and is distributed. Files and bundles leave it empty.
+	// +optional
+	Status SessionPolicyStatus `json:"status,omitempty"`
+}
+
+// The condition chaperone-server keeps on each SessionPolicy, and its
+// reasons.
+const (
+	// ConditionReady is True when the policy is part of the distributed
+	// set, False when it is not (see the reason).
+	ConditionReady = "Ready"
+	// ReasonDistributed: the policy compiled and is in the set sidecars
+	// decide with (Status.SetHash).
+	ReasonDistributed = "Distributed"
+	// ReasonCompileError: the policy does not compile; the message names
+	// the rule and the CEL error. The last good set stays distributed.
+	ReasonCompileError = "CompileError"
+	// ReasonNotDistributed: the policy compiles, but another policy does
+	// not, so this version of it is not distributed yet.
+	ReasonNotDistributed = "NotDistributed"
+)
+
+// SessionPolicyStatus is the observed state of a SessionPolicy.
+type SessionPolicyStatus struct {
+	// Conditions hold the Ready condition (reasons Distributed,
+	// CompileError, NotDistributed).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// SetHash is the hash of the distributed policy set that holds this
+	// version of the policy (what decisions cite), when Ready is True.
+	// +optional
+	SetHash string `json:"setHash,omitempty"`
 }
 
 // SessionPolicyList is a list of SessionPolicy objects.
