@@ -226,6 +226,7 @@ func runSDK(t *testing.T, srvNATS string, cl *client.Client, sb *sandbox.Sandbox
 		Command:     []string{"/bin/bash", "-c", script},
 		Env:         []string{"SDK=" + sdk, "MODEL=" + model, "MCP=" + mcpAddr, "PROMPT=" + prompt},
 		NATSURL:     srvNATS,
+		Token:       cl.WorkloadToken,
 		SidecarPath: bin("chaperone-sidecar"),
 		SidecarArgs: sidecarArgs,
 		User:        "e2e-llm",
