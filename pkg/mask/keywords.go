@@ -26,6 +26,24 @@ type keywordMatcher struct {
 	fold   [256]byte
 	starts [1 << 16 / 64]uint64
 	single [256]bool
+	// A pair that passes starts is confirmed by its third byte: tri holds
+	// a hash of the first three bytes of every longer keyword (each byte
+	// or'ed with 0x20, which folds ASCII case and keeps every match), and
+	// short the pairs that need no third byte (keywords of two bytes, and
+	// any pair led by a keyword of one). Plain text passes the pair test
+	// at about one position in ten, the triple test far more rarely, so
+	// the automaton is seldom stepped for nothing.
+	tri   [1 << triBits / 64]uint64
+	short [1 << 16 / 64]uint64
+}
+
+// triBits is the size of the triple filter's hash, in bits.
+const triBits = 16
+
+// triHash hashes the three bytes a, b, c of a keyword start, folded.
+func triHash(a, b, c byte) uint32 {
+	k := (uint32(a)<<16 | uint32(b)<<8 | uint32(c)) | 0x202020
+	return (k * 0x9E3779B1) >> (32 - triBits)
 }
 
 // addStart marks the pair a, b in every case.
@@ -131,11 +149,24 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 					m.single[c] = true
 					for b := range 256 {
 						m.addStart(c, byte(b))
+						p := uint16(c)<<8 | uint16(b)
+						m.short[p>>6] |= 1 << (p & 63)
 					}
 				}
 				continue
 			}
 			m.addStart(k[0], k[1])
+			if len(k) == 2 {
+				for _, x := range m.cases(k[0]) {
+					for _, y := range m.cases(k[1]) {
+						p := uint16(x)<<8 | uint16(y)
+						m.short[p>>6] |= 1 << (p & 63)
+					}
+				}
+				continue
+			}
+			h := triHash(k[0], k[1], k[2])
+			m.tri[h>>6] |= 1 << (h & 63)
 		}
 	}
 	// Symbol 0 (bytes in no keyword) always returns to the root.
@@ -152,6 +183,29 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 // skip returns the first position from i on where a keyword may start
 // (len(s)-1 when only the last byte is left).
 func (m *keywordMatcher) skip(s string, i int) int {
+	for {
+		i = m.skipPair(s, i)
+		if i+2 >= len(s) || m.confirm(s[i], s[i+1], s[i+2]) {
+			return i
+		}
+		i++
+	}
+}
+
+// confirm reports whether a keyword may start with a, b, c, given that
+// one may start with the pair a, b.
+func (m *keywordMatcher) confirm(a, b, c byte) bool {
+	p := uint16(a)<<8 | uint16(b)
+	if m.short[p>>6]&(1<<(p&63)) != 0 {
+		return true
+	}
+	h := triHash(a, b, c)
+	return m.tri[h>>6]&(1<<(h&63)) != 0
+}
+
+// skipPair returns the first position from i on where the pair filter
+// lets a keyword start (len(s)-1 when only the last byte is left).
+func (m *keywordMatcher) skipPair(s string, i int) int {
 	st := &m.starts
 	in := func(a, b byte) bool {
 		k := uint16(a)<<8 | uint16(b)
