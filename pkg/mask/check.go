@@ -196,14 +196,20 @@ func genericValue(s string) bool {
 // userinfoAfter reports whether a URL's "://" at or within a few bytes
 // after s[at] is followed by user:password@, as a credential URL's is.
 func userinfoAfter(s string, at int) bool {
-	end := min(len(s), at+24)
-	i := strings.Index(s[at:end], "://")
-	if i < 0 {
-		return false
+	i := 0
+	if !strings.HasPrefix(s[at:], "://") {
+		end := min(len(s), at+24)
+		if i = strings.Index(s[at:end], "://"); i < 0 {
+			return false
+		}
 	}
 	colon := false
 	for j := at + i + 3; j < len(s) && j < at+i+3+defaultMaxLen; j++ {
-		switch s[j] {
+		c := s[j]
+		if c > '@' {
+			continue // letters and the like: none of the cases below
+		}
+		switch c {
 		case ':':
 			colon = true
 		case '@':
