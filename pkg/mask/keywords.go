@@ -1,5 +1,10 @@
 package mask
 
+import (
+	"encoding/binary"
+	"unsafe"
+)
+
 // hit is a keyword of a rule ending at a state: the rule's index and the
 // keyword's length.
 type hit struct {
@@ -19,7 +24,8 @@ type keywordMatcher struct {
 	next []uint32
 	out  [][]hit // per state, every keyword ending there (via failure links too)
 	// starts holds the first two bytes of every keyword, in every case
-	// (a bit per pair; fold lower-cases ASCII letters), and single the
+	// (a bit per pair, indexed by the pair as a little-endian load yields
+	// it: second byte high; fold lower-cases ASCII letters), and single the
 	// keywords of one byte: positions where no keyword starts are skipped
 	// without stepping the automaton, which is most of them in plain
 	// text.
@@ -29,10 +35,11 @@ type keywordMatcher struct {
 	// A pair that passes starts is confirmed by its third byte: tri holds
 	// a hash of the first three bytes of every longer keyword (each byte
 	// or'ed with 0x20, which folds ASCII case and keeps every match), and
-	// short the pairs that need no third byte (keywords of two bytes, and
-	// any pair led by a keyword of one). Plain text passes the pair test
-	// at about one position in ten, the triple test far more rarely, so
-	// the automaton is seldom stepped for nothing.
+	// short the pairs (indexed as in starts) that need no third byte
+	// (keywords of two bytes, and any pair led by a keyword of one). Plain
+	// text passes the pair test at about one position in ten, the triple
+	// test far more rarely, so the automaton is seldom stepped for
+	// nothing.
 	tri   [1 << triBits / 64]uint64
 	short [1 << 16 / 64]uint64
 }
@@ -40,17 +47,21 @@ type keywordMatcher struct {
 // triBits is the size of the triple filter's hash, in bits.
 const triBits = 16
 
-// triHash hashes the three bytes a, b, c of a keyword start, folded.
-func triHash(a, b, c byte) uint32 {
-	k := (uint32(a)<<16 | uint32(b)<<8 | uint32(c)) | 0x202020
+// triHash hashes x, three bytes of text in its low bytes (little-endian,
+// the bytes above ignored), folded.
+func triHash(x uint64) uint32 {
+	k := uint32(x)<<8 | 0x20202000
 	return (k * 0x9E3779B1) >> (32 - triBits)
 }
+
+// le is the bytes a, b, c as a little-endian load of them yields them.
+func le(a, b, c byte) uint64 { return uint64(a) | uint64(b)<<8 | uint64(c)<<16 }
 
 // addStart marks the pair a, b in every case.
 func (m *keywordMatcher) addStart(a, b byte) {
 	for _, x := range m.cases(a) {
 		for _, y := range m.cases(b) {
-			p := uint16(x)<<8 | uint16(y)
+			p := uint16(y)<<8 | uint16(x)
 			m.starts[p>>6] |= 1 << (p & 63)
 		}
 	}
@@ -149,7 +160,7 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 					m.single[c] = true
 					for b := range 256 {
 						m.addStart(c, byte(b))
-						p := uint16(c)<<8 | uint16(b)
+						p := uint16(b)<<8 | uint16(c)
 						m.short[p>>6] |= 1 << (p & 63)
 					}
 				}
@@ -159,13 +170,13 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 			if len(k) == 2 {
 				for _, x := range m.cases(k[0]) {
 					for _, y := range m.cases(k[1]) {
-						p := uint16(x)<<8 | uint16(y)
+						p := uint16(y)<<8 | uint16(x)
 						m.short[p>>6] |= 1 << (p & 63)
 					}
 				}
 				continue
 			}
-			h := triHash(k[0], k[1], k[2])
+			h := triHash(le(k[0], k[1], k[2]))
 			m.tri[h>>6] |= 1 << (h & 63)
 		}
 	}
@@ -180,53 +191,46 @@ func newKeywordMatcher(keywords [][]string) *keywordMatcher {
 	return m
 }
 
-// skip returns the first position from i on where a keyword may start
-// (len(s)-1 when only the last byte is left).
-func (m *keywordMatcher) skip(s string, i int) int {
-	for {
-		i = m.skipPair(s, i)
-		if i+2 >= len(s) || m.confirm(s[i], s[i+1], s[i+2]) {
-			return i
-		}
-		i++
+// may reports whether a keyword may start at the low bytes of x, three
+// bytes of text as a little-endian load yields them.
+func (m *keywordMatcher) may(x uint64) bool {
+	p := uint16(x)
+	if m.starts[p>>6]&(1<<(p&63)) == 0 {
+		return false
 	}
-}
-
-// confirm reports whether a keyword may start with a, b, c, given that
-// one may start with the pair a, b.
-func (m *keywordMatcher) confirm(a, b, c byte) bool {
-	p := uint16(a)<<8 | uint16(b)
 	if m.short[p>>6]&(1<<(p&63)) != 0 {
 		return true
 	}
-	h := triHash(a, b, c)
+	h := triHash(x)
 	return m.tri[h>>6]&(1<<(h&63)) != 0
 }
 
-// skipPair returns the first position from i on where the pair filter
-// lets a keyword start (len(s)-1 when only the last byte is left).
-func (m *keywordMatcher) skipPair(s string, i int) int {
-	st := &m.starts
-	in := func(a, b byte) bool {
-		k := uint16(a)<<8 | uint16(b)
-		return st[k>>6]&(1<<(k&63)) != 0
-	}
-	// Four positions per step: the loop's own cost is most of the work.
-	for ; i+4 < len(s); i += 4 {
-		w := s[i : i+5]
+// skip returns the first position from i on where a keyword may start
+// (len(s)-2 or len(s)-1 when only two bytes or one are left: those go to
+// the automaton).
+func (m *keywordMatcher) skip(s string, i int) int {
+	// The string's bytes, only read.
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	// Six positions per eight bytes read: each needs three.
+	for ; i+8 <= len(b); i += 6 {
+		w := binary.LittleEndian.Uint64(b[i:])
 		switch {
-		case in(w[0], w[1]):
+		case m.may(w):
 			return i
-		case in(w[1], w[2]):
+		case m.may(w >> 8):
 			return i + 1
-		case in(w[2], w[3]):
+		case m.may(w >> 16):
 			return i + 2
-		case in(w[3], w[4]):
+		case m.may(w >> 24):
 			return i + 3
+		case m.may(w >> 32):
+			return i + 4
+		case m.may(w >> 40):
+			return i + 5
 		}
 	}
-	for ; i+1 < len(s); i++ {
-		if in(s[i], s[i+1]) {
+	for ; i+2 < len(b); i++ {
+		if m.may(le(b[i], b[i+1], b[i+2])) {
 			return i
 		}
 	}
