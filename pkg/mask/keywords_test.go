@@ -74,3 +74,29 @@ func FuzzKeywordScan(f *testing.F) {
 		}
 	})
 }
+
+// FuzzKeywordScanBuiltin checks the skip-ahead filters with the built-in
+// keywords (two-byte ones among them) and upper-case variants.
+func FuzzKeywordScanBuiltin(f *testing.F) {
+	f.Add("export SK123 Q~abc glpat-x ://u:p@h")
+	f.Add("The build ran 42 tests in 3.1s; see https://ci.internal/job/1234")
+	f.Add("xoxb-1 AKIA AIza ya29. sk")
+	var keywords [][]string
+	for _, r := range Builtin() {
+		keywords = append(keywords, r.Keywords)
+	}
+	m := newKeywordMatcher(keywords)
+	f.Fuzz(func(t *testing.T, s string) {
+		for i := 0; i < len(s); i++ {
+			if s[i] >= 0x80 {
+				return // ToLower would move offsets
+			}
+		}
+		got, want := scanHits(m, s), naiveHits(keywords, s)
+		sortHits(got)
+		sortHits(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q: scan %v, want %v", s, got, want)
+		}
+	})
+}
