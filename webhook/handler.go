@@ -16,6 +16,8 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/chaperone-dev/chaperone/webhook/internal/jsondiff"
 )
 
 // NamespaceLabeler returns the labels of a namespace.
@@ -187,13 +189,24 @@ func stamp[T any](raw []byte, obj *T, template func(*T) *corev1.PodTemplateSpec,
 	return patch(raw, obj, "stamped")
 }
 
-// patch answers with the JSON patch from raw to out.
+// patch answers with the JSON patch from raw to out: the operations
+// admission.PatchResponseFromRaw would send, found without decoding the
+// parts the mutation left alone (see jsondiff).
 func patch(raw []byte, out any, result string) (admission.Response, string) {
 	b, err := json.Marshal(out)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode: %w", err)), "error"
 	}
-	return admission.PatchResponseFromRaw(raw, b), result
+	ops, err := jsondiff.Patch(raw, b)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("patch: %w", err)), "error"
+	}
+	resp := admission.Response{Patches: ops, AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true}}
+	if len(ops) > 0 {
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.PatchType = &pt
+	}
+	return resp, result
 }
 
 // HTTPHandler serves the handler as an admission/v1 AdmissionReview
