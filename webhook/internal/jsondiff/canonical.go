@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -27,22 +25,14 @@ func appendCanonical(dst, v []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		order := make([]int, 0, len(ms.list))
-		for _, m := range ms.list {
-			if ms.index[m.key] == m.pos {
-				order = append(order, m.pos)
-			}
-		}
-		slices.SortFunc(order, func(a, b int) int { return strings.Compare(ms.list[a].key, ms.list[b].key) })
 		dst = append(dst, '{')
-		for i, pos := range order {
+		for i := range ms {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			m := &ms.list[pos]
-			dst = appendString(dst, m.key)
+			dst = appendString(dst, ms[i].key)
 			dst = append(dst, ':')
-			if dst, err = appendCanonical(dst, m.val); err != nil {
+			if dst, err = appendCanonical(dst, ms[i].val); err != nil {
 				return nil, err
 			}
 		}
@@ -73,7 +63,7 @@ func appendCanonical(dst, v []byte) ([]byte, error) {
 		if err := json.Unmarshal(v, &s); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-		return appendString(dst, s), nil
+		return appendString(dst, []byte(s)), nil
 	case 't', 'f', 'n':
 		return append(dst, v...), nil
 	}
@@ -93,7 +83,7 @@ func plainString(q []byte) bool {
 }
 
 // appendString appends s quoted as Marshal quotes it.
-func appendString(dst []byte, s string) []byte {
+func appendString(dst, s []byte) []byte {
 	plain := true
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf || c == '<' || c == '>' || c == '&' {
@@ -106,7 +96,7 @@ func appendString(dst []byte, s string) []byte {
 		dst = append(dst, s...)
 		return append(dst, '"')
 	}
-	b, _ := json.Marshal(s) //nolint:errcheck // a string always marshals
+	b, _ := json.Marshal(string(s)) //nolint:errcheck // a string always marshals
 	return append(dst, b...)
 }
 

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -169,28 +170,33 @@ func (d *differ) objects(a, b []byte, path string) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range bm.list {
-		if bm.index[m.key] != m.pos {
-			continue // a later duplicate of the key wins, as in a decoded map
+	// Both lists are sorted by name: walk them side by side.
+	for len(am) > 0 || len(bm) > 0 {
+		c := 0
+		switch {
+		case len(am) == 0:
+			c = 1
+		case len(bm) == 0:
+			c = -1
+		default:
+			c = bytes.Compare(am[0].key, bm[0].key)
 		}
-		p := appendPath(path, m.key)
-		i, ok := am.index[m.key]
-		if !ok {
-			if err := d.add("add", p, m.val); err != nil {
+		switch {
+		case c < 0: // only in a
+			d.ops = append(d.ops, jsonpatch.Operation{Operation: "remove", Path: appendPath(path, am[0].key)})
+			am = am[1:]
+		case c > 0: // only in b
+			if err := d.add("add", appendPath(path, bm[0].key), bm[0].val); err != nil {
 				return err
 			}
-			continue
-		}
-		if err := d.values(am.list[i].val, m.val, p); err != nil {
-			return err
-		}
-	}
-	for _, m := range am.list {
-		if am.index[m.key] != m.pos {
-			continue
-		}
-		if _, ok := bm.index[m.key]; !ok {
-			d.ops = append(d.ops, jsonpatch.Operation{Operation: "remove", Path: appendPath(path, m.key)})
+			bm = bm[1:]
+		default:
+			if !bytes.Equal(am[0].val, bm[0].val) {
+				if err := d.values(am[0].val, bm[0].val, appendPath(path, am[0].key)); err != nil {
+					return err
+				}
+			}
+			am, bm = am[1:], bm[1:]
 		}
 	}
 	return nil
@@ -209,6 +215,9 @@ func (d *differ) arrays(a, b []byte, path string) error {
 		}
 	}
 	for i := range n {
+		if bytes.Equal(ae[i], be[i]) {
+			continue
+		}
 		if err := d.values(ae[i], be[i], path+"/"+strconv.Itoa(i)); err != nil {
 			return err
 		}
@@ -216,48 +225,64 @@ func (d *differ) arrays(a, b []byte, path string) error {
 	return nil
 }
 
-// pathEscaper escapes a member name as a JSON pointer token (RFC 6901).
-var pathEscaper = strings.NewReplacer("~", "~0", "/", "~1")
-
-func appendPath(path, key string) string {
-	return path + "/" + pathEscaper.Replace(key)
+func appendPath(path string, key []byte) string {
+	n := len(path) + 1 + len(key)
+	for _, c := range key {
+		if c == '~' || c == '/' {
+			n++
+		}
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	sb.WriteString(path)
+	sb.WriteByte('/')
+	for _, c := range key { // a JSON pointer token (RFC 6901)
+		switch c {
+		case '~':
+			sb.WriteString("~0")
+		case '/':
+			sb.WriteString("~1")
+		default:
+			sb.WriteByte(c)
+		}
+	}
+	return sb.String()
 }
 
 // member is one member of an object: its decoded name and raw value.
 type member struct {
-	key string
-	val []byte
-	pos int
+	key, val []byte
 }
 
-// memberSet lists an object's members in order, with the position of the
-// last member of each name.
-type memberSet struct {
-	list  []member
-	index map[string]int
-}
-
-// members splits a valid JSON object into its members.
-func members(obj []byte) (memberSet, error) {
-	s := memberSet{index: map[string]int{}}
+// members splits a valid JSON object into its members, sorted by name;
+// of members with equal names only the last is kept, as in a decoded map.
+func members(obj []byte) ([]member, error) {
+	var list []member
 	i := skipSpace(obj, 1)
 	for obj[i] != '}' {
 		end := stringEnd(obj, i)
 		key, err := decodeKey(obj[i:end])
 		if err != nil {
-			return s, err
+			return nil, err
 		}
 		i = skipSpace(obj, end)
 		i = skipSpace(obj, i+1) // ':'
 		vend := valueEnd(obj, i)
-		s.index[key] = len(s.list)
-		s.list = append(s.list, member{key: key, val: obj[i:vend], pos: len(s.list)})
+		list = append(list, member{key: key, val: obj[i:vend]})
 		i = skipSpace(obj, vend)
 		if obj[i] == ',' {
 			i = skipSpace(obj, i+1)
 		}
 	}
-	return s, nil
+	slices.SortStableFunc(list, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+	out := list[:0]
+	for j, m := range list {
+		if j+1 < len(list) && bytes.Equal(list[j+1].key, m.key) {
+			continue // a later member of that name wins
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // elements splits a valid JSON array into its elements.
@@ -277,22 +302,18 @@ func elements(arr []byte) [][]byte {
 
 // decodeKey returns the member name a quoted JSON string stands for, as
 // encoding/json decodes it (escapes resolved, invalid UTF-8 replaced).
-func decodeKey(quoted []byte) (string, error) {
-	plain := true
-	for _, c := range quoted[1 : len(quoted)-1] {
+func decodeKey(quoted []byte) ([]byte, error) {
+	raw := quoted[1 : len(quoted)-1]
+	for _, c := range raw {
 		if c == '\\' || c >= utf8.RuneSelf {
-			plain = false
-			break
+			var s string
+			if err := json.Unmarshal(quoted, &s); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+			}
+			return []byte(s), nil
 		}
 	}
-	if plain {
-		return string(quoted[1 : len(quoted)-1]), nil
-	}
-	var s string
-	if err := json.Unmarshal(quoted, &s); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	return s, nil
+	return raw, nil
 }
 
 func trim(v []byte) []byte { return bytes.TrimLeft(bytes.TrimRight(v, " \t\r\n"), " \t\r\n") }
