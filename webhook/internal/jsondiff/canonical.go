@@ -7,6 +7,8 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+
+	"gomodules.xyz/jsonpatch/v2"
 )
 
 // appendCanonical appends to dst the JSON that encoding/json's Marshal
@@ -63,7 +65,7 @@ func appendCanonical(dst, v []byte) ([]byte, error) {
 		if err := json.Unmarshal(v, &s); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-		return appendString(dst, []byte(s)), nil
+		return appendString(dst, s), nil
 	case 't', 'f', 'n':
 		return append(dst, v...), nil
 	}
@@ -83,7 +85,7 @@ func plainString(q []byte) bool {
 }
 
 // appendString appends s quoted as Marshal quotes it.
-func appendString(dst, s []byte) []byte {
+func appendString[T string | []byte](dst []byte, s T) []byte {
 	plain := true
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf || c == '<' || c == '>' || c == '&' {
@@ -125,4 +127,39 @@ func appendNumber(dst, num []byte) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// Marshal returns the JSON of a patch: the bytes json.Marshal(ops) gives,
+// written directly for operations whose values are json.RawMessage in
+// Marshal's form (those of Patch); others go through json.Marshal.
+func Marshal(ops []jsonpatch.Operation) ([]byte, error) {
+	n := 2
+	for i := range ops {
+		raw, ok := ops[i].Value.(json.RawMessage)
+		if !ok && ops[i].Value != nil {
+			return json.Marshal(ops)
+		}
+		n += len(ops[i].Path) + len(raw) + 40
+	}
+	dst := make([]byte, 0, n)
+	dst = append(dst, '[')
+	for i := range ops {
+		op := &ops[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"op":`...)
+		dst = appendString(dst, op.Operation)
+		dst = append(dst, `,"path":`...)
+		dst = appendString(dst, op.Path)
+		switch raw, _ := op.Value.(json.RawMessage); {
+		case raw != nil:
+			dst = append(dst, `,"value":`...)
+			dst = append(dst, raw...)
+		case op.Operation == "add" || op.Operation == "replace":
+			dst = append(dst, `,"value":null`...) // as Operation.MarshalJSON
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, ']'), nil
 }

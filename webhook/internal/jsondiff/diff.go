@@ -257,7 +257,7 @@ type member struct {
 // members splits a valid JSON object into its members, sorted by name;
 // of members with equal names only the last is kept, as in a decoded map.
 func members(obj []byte) ([]member, error) {
-	var list []member
+	list := make([]member, 0, 8)
 	i := skipSpace(obj, 1)
 	for obj[i] != '}' {
 		end := stringEnd(obj, i)
@@ -287,7 +287,7 @@ func members(obj []byte) ([]member, error) {
 
 // elements splits a valid JSON array into its elements.
 func elements(arr []byte) [][]byte {
-	var out [][]byte
+	out := make([][]byte, 0, 4)
 	i := skipSpace(arr, 1)
 	for arr[i] != ']' {
 		end := valueEnd(arr, i)

@@ -58,6 +58,15 @@ func agree(t *testing.T, a, b []byte) {
 	if g, w := canonical(t, got), canonical(t, want); g != w {
 		t.Fatalf("Patch(%s, %s)\n got: %s\nwant: %s", a, b, g, w)
 	}
+	for _, ops := range [][]jsonpatch.Operation{got, want} {
+		m, err := Marshal(ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, _ := json.Marshal(ops); !bytes.Equal(m, w) {
+			t.Fatalf("Marshal(Patch(%s, %s))\n got: %s\nwant: %s", a, b, m, w)
+		}
+	}
 }
 
 var pairs = [][2]string{
