@@ -144,7 +144,7 @@ func (d *differ) values(a, b []byte, path string) error {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if av != bv {
-		d.ops = append(d.ops, jsonpatch.Operation{Operation: "replace", Path: path, Value: bv})
+		return d.add("replace", path, b)
 	}
 	return nil
 }

@@ -112,6 +112,11 @@ func TestPodPatch(t *testing.T) {
 	if err != nil || len(ops) == 0 {
 		t.Fatalf("Patch = %v, %v", ops, err)
 	}
+	for _, op := range ops {
+		if _, ok := op.Value.(json.RawMessage); !ok && op.Operation != "remove" {
+			t.Errorf("%s %s: value is a %T, not json.RawMessage (Marshal would fall back)", op.Operation, op.Path, op.Value)
+		}
+	}
 	if _, err := Patch(a, a[:len(a)-1]); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("truncated document: err = %v", err)
 	}
