@@ -190,7 +190,8 @@ func stamp[T any](raw []byte, obj *T, template func(*T) *corev1.PodTemplateSpec,
 	return patch(raw, obj, "stamped")
 }
 
-// patch answers with the JSON patch from raw to out: the operations
+// patch answers with the JSON patch from raw, which decoded without error,
+// to out: the operations
 // admission.PatchResponseFromRaw would send, found without decoding the
 // parts the mutation left alone (see jsondiff).
 func patch(raw []byte, out any, result string) (admission.Response, string) {
@@ -198,7 +199,7 @@ func patch(raw []byte, out any, result string) (admission.Response, string) {
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode: %w", err)), "error"
 	}
-	ops, err := jsondiff.Patch(raw, b)
+	ops, err := jsondiff.PatchValid(raw, b) // raw decoded, b encoded: both valid
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("patch: %w", err)), "error"
 	}

@@ -46,6 +46,16 @@ func Patch(a, b []byte) ([]jsonpatch.Operation, error) {
 	if !json.Valid(a) || !json.Valid(b) {
 		return nil, ErrInvalid
 	}
+	return PatchValid(a, b)
+}
+
+// PatchValid is Patch for documents already known to be valid JSON: ones
+// encoding/json decoded without error or encoded. It skips the validation,
+// and must not be given anything else.
+func PatchValid(a, b []byte) ([]jsonpatch.Operation, error) {
+	if bytes.Equal(a, b) {
+		return []jsonpatch.Operation{}, nil
+	}
 	if depth(a) > maxDepth || depth(b) > maxDepth {
 		// Each level re-scans its value's bytes: bound that work.
 		ops, err := jsonpatch.CreatePatch(a, b)
