@@ -75,3 +75,58 @@ func TestDecideAllocs(t *testing.T) {
 		}
 	}
 }
+
+// decideExprs are rules FuzzDecide checks Decide's shortcuts on: guards
+// alone, guards then CEL, literals the request may equal, maps.
+var decideExprs = []string{
+	`request.k8s.verb in ["delete", "deletecollection"] && request.k8s.resource == "secrets"`,
+	`request.k8s.verb == "get" && request.http.path.startsWith("/api/")`,
+	`request.sql.command in ["DROP", "TRUNCATE"] && identity.namespace == "agents"`,
+	`request.http.method == "POST" && "dev" in identity.groups`,
+	`request.k8s.resource == request.k8s.verb`,
+	`request.http.headers["x-a"] == "1" && request.http.method != "GET"`,
+	`"x-a" in request.http.headers && request.http.query.size() == 0`,
+	`request.http.headers[?"x-a"].orValue("") == request.k8s.verb`,
+	`has(request.http.query.q) || request.k8s.name == "secrets"`,
+	`request.sql.statement.contains(request.k8s.verb) && identity.labels.app == "coder"`,
+}
+
+// FuzzDecide checks Decide against CEL alone on arbitrary requests: each
+// rule matches (or fails) through Decide exactly when its expression,
+// evaluated with nothing bound in advance and no guards, is true (or
+// fails).
+func FuzzDecide(f *testing.F) {
+	f.Add("delete", "secrets", "/api/v1", "POST", "1", "DROP TABLE x")
+	f.Add("get", "get", "/admin", "GET", "get", "select 1")
+	f.Add("", "", "", "", "", "")
+	type compiled struct {
+		p *Policy
+		m compiledMatch
+	}
+	var rules []compiled
+	for _, e := range decideExprs {
+		m, err := compileMatchTracked(e)
+		if err != nil {
+			f.Fatalf("%s: %v", e, err)
+		}
+		p := mustCompile(f, pol("p", v1alpha1.Selector{}, rule("r", e, v1alpha1.ActionDeny))).For(agentID)
+		rules = append(rules, compiled{p, m})
+	}
+	f.Fuzz(func(t *testing.T, verb, resource, path, method, header, stmt string) {
+		req := &Request{
+			HTTP: HTTP{Method: method, Path: path, Headers: map[string]string{"x-a": header}},
+			K8s:  K8s{Verb: verb, Resource: resource, Name: header},
+			SQL:  SQL{Statement: stmt},
+		}
+		if header == "" {
+			req.HTTP.Headers = nil
+		}
+		for i, r := range rules {
+			out, _, err := r.m.prg.Eval(interpreter.Activation(&activation{req: req, id: &agentID}))
+			d := r.p.Decide(req)
+			if (d.Rule == "r") != (out == types.True || err != nil) || (d.Err != nil) != (err != nil) {
+				t.Fatalf("%s on %+v: Decide = %+v; CEL = %v, %v", decideExprs[i], req, d, out, err)
+			}
+		}
+	})
+}
