@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,8 +16,10 @@ import (
 )
 
 // BenchmarkAdmission measures whole AdmissionReview round trips through the
-// HTTP handler (decode, inject, patch, encode) and reports the p50 and p99
-// latency over each batch of 1,000 pod admissions.
+// HTTP handler (decode, inject, patch, encode) of a pod that opted in:
+// ns/op, allocations and CPU time per admission, and the p50 and p99
+// latency of single admissions over admissionBatches batches of 1,000 pods
+// (see admissionLatencies).
 func BenchmarkAdmission(b *testing.B) {
 	h := newTestHandler(b, ModeNative, plainNS)
 	srv := h.HTTPHandler()
@@ -28,28 +31,57 @@ func BenchmarkAdmission(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const batch = 1000
-	lat := make([]time.Duration, 0, batch)
-	var p50, p99 time.Duration
-	for b.Loop() {
-		lat = lat[:0]
-		for range batch {
-			start := time.Now()
-			rec := httptest.NewRecorder()
-			r := httptest.NewRequestWithContext(b.Context(), http.MethodPost, "/mutate", bytes.NewReader(body))
-			r.Header.Set("Content-Type", "application/json")
-			srv.ServeHTTP(rec, r)
-			lat = append(lat, time.Since(start))
-			if rec.Code != http.StatusOK {
-				b.Fatalf("status %d: %s", rec.Code, rec.Body)
-			}
+	admit := func() {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequestWithContext(b.Context(), http.MethodPost, "/mutate", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		srv.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"patch":`)) {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
-		slices.Sort(lat)
-		p50, p99 = lat[batch/2], lat[batch*99/100]
 	}
-	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
-	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
-	b.ReportMetric(0, "ns/op")
+	admit()
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	for b.Loop() {
+		admit()
+	}
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	admissionLatencies(b, admit)
+}
+
+// admissionBatches is how many batches of 1,000 admissions the latency
+// percentiles are taken over, after a warm-up batch.
+const admissionBatches = 5
+
+// admissionLatencies times single admissions, outside the benchmark's
+// timer, and reports their p50 and p99 in microseconds. On a machine
+// shared with other work the tail includes the moments the scheduler ran
+// someone else (cpu-µs/op does not): run with -count to see the spread.
+func admissionLatencies(b *testing.B, admit func()) {
+	b.Helper()
+	b.StopTimer()
+	for range 1000 {
+		admit()
+	}
+	lat := make([]time.Duration, 0, admissionBatches*1000)
+	for range admissionBatches * 1000 {
+		start := time.Now()
+		admit()
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+// cpuTime is the CPU time (user and system) the process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestHTTPHandler checks one AdmissionReview over HTTP: the response names

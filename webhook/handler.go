@@ -16,6 +16,8 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/chaperone-dev/chaperone/webhook/internal/jsondiff"
 )
 
 // NamespaceLabeler returns the labels of a namespace.
@@ -133,21 +135,22 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 			pod.Namespace = req.Namespace
 		}
 		injected := Injected(&pod.Spec)
-		out, err := Inject(pod, h.cfg, in)
+		selected := Selected(pod.Annotations, in.NamespaceLabels)
+		err := mutate(pod, h.cfg, in) // Inject without the copy: the pod is ours
 		if errors.Is(err, ErrRefused) {
 			return admission.Denied(err.Error()), "denied"
 		}
 		if err != nil {
 			return admission.Errored(http.StatusInternalServerError, err), "error"
 		}
-		if !Selected(pod.Annotations, in.NamespaceLabels) {
+		if !selected {
 			return admission.Allowed("not opted in"), "skipped"
 		}
 		result := "injected"
 		if injected {
 			result = "stamped"
 		}
-		return patch(raw, out, result)
+		return patch(raw, pod, result)
 	case "apps/Deployment":
 		return stamp(raw, &appsv1.Deployment{}, func(o *appsv1.Deployment) *corev1.PodTemplateSpec {
 			return &o.Spec.Template
@@ -187,13 +190,25 @@ func stamp[T any](raw []byte, obj *T, template func(*T) *corev1.PodTemplateSpec,
 	return patch(raw, obj, "stamped")
 }
 
-// patch answers with the JSON patch from raw to out.
+// patch answers with the JSON patch from raw, which decoded without error,
+// to out: the operations
+// admission.PatchResponseFromRaw would send, found without decoding the
+// parts the mutation left alone (see jsondiff).
 func patch(raw []byte, out any, result string) (admission.Response, string) {
 	b, err := json.Marshal(out)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode: %w", err)), "error"
 	}
-	return admission.PatchResponseFromRaw(raw, b), result
+	ops, err := jsondiff.PatchValid(raw, b) // raw decoded, b encoded: both valid
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("patch: %w", err)), "error"
+	}
+	resp := admission.Response{Patches: ops, AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true}}
+	if len(ops) > 0 {
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.PatchType = &pt
+	}
+	return resp, result
 }
 
 // HTTPHandler serves the handler as an admission/v1 AdmissionReview
@@ -201,7 +216,29 @@ func patch(raw []byte, out any, result string) (admission.Response, string) {
 func (h *Handler) HTTPHandler() http.Handler {
 	base := logr.FromSlogHandler(h.log.Handler())
 	return &admission.Webhook{
-		Handler:        h,
+		Handler:        encodedPatch{h},
 		LogConstructor: func(logr.Logger, *admission.Request) logr.Logger { return base },
 	}
+}
+
+// encodedPatch answers with h's response, its patch already encoded
+// (jsondiff.Marshal), so that admission.Webhook does not encode the
+// operations through encoding/json: the same bytes, in a fraction of the
+// time.
+type encodedPatch struct{ h *Handler }
+
+// Handle implements admission.Handler.
+func (e encodedPatch) Handle(ctx context.Context, req admission.Request) admission.Response {
+	resp := e.h.Handle(ctx, req)
+	if len(resp.Patches) == 0 {
+		return resp
+	}
+	b, err := jsondiff.Marshal(resp.Patches)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode patch: %w", err))
+	}
+	resp.Patch, resp.Patches = b, nil
+	pt := admissionv1.PatchTypeJSONPatch
+	resp.PatchType = &pt
+	return resp
 }

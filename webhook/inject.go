@@ -87,22 +87,28 @@ func Injected(spec *corev1.PodSpec) bool {
 // SETUID/SETGID, or allowing privilege escalation) yield an error wrapping
 // ErrRefused.
 func Inject(pod *corev1.Pod, cfg Config, in Input) (*corev1.Pod, error) {
-	cfg.defaults()
 	out := pod.DeepCopy()
-	if !Selected(pod.Annotations, in.NamespaceLabels) {
-		return out, nil
-	}
-	if err := check(&out.Spec, cfg); err != nil {
-		return nil, err
-	}
-	stampRequester(&out.ObjectMeta, in.User)
-	if Injected(&out.Spec) {
-		return out, nil
-	}
-	if err := inject(out, cfg); err != nil {
+	if err := mutate(out, cfg, in); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// mutate is Inject on pod itself, for the handler, which owns the pod it
+// decoded: on error pod may be partly changed.
+func mutate(pod *corev1.Pod, cfg Config, in Input) error {
+	cfg.defaults()
+	if !Selected(pod.Annotations, in.NamespaceLabels) {
+		return nil
+	}
+	if err := check(&pod.Spec, cfg); err != nil {
+		return err
+	}
+	stampRequester(&pod.ObjectMeta, in.User)
+	if Injected(&pod.Spec) {
+		return nil
+	}
+	return inject(pod, cfg)
 }
 
 // check refuses pods that could bypass the redirect or impersonate the sidecar.

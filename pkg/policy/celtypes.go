@@ -85,7 +85,11 @@ func strField(name string, slot int, get func(*activation) string) field {
 			if v := a.vals[slot]; v != nil {
 				return v
 			}
-			v := types.String(get(a))
+			s := get(a)
+			v, ok := a.lits[s]
+			if !ok {
+				v = types.String(s) // boxed once, for cache and caller
+			}
 			a.vals[slot] = v
 			return v
 		},
@@ -93,18 +97,15 @@ func strField(name string, slot int, get func(*activation) string) field {
 	}
 }
 
-func mapField(name string, slot int, get func(*activation) map[string]string) field {
+// mapField declares a map(string, string) field. Its value is the Go map
+// itself: CEL indexes a map[string]string without converting it (a lookup
+// allocates only the found value) and converts it whole only when a rule
+// uses it whole.
+func mapField(name string, get func(*activation) map[string]string) field {
 	return field{
-		name: name,
-		typ:  types.NewMapType(types.StringType, types.StringType),
-		get: func(a *activation) any {
-			if v := a.vals[slot]; v != nil {
-				return v
-			}
-			v := types.NewStringStringMap(types.DefaultTypeAdapter, get(a))
-			a.vals[slot] = v
-			return v
-		},
+		name:  name,
+		typ:   types.NewMapType(types.StringType, types.StringType),
+		get:   func(a *activation) any { return get(a) },
 		isSet: func(a *activation) bool { return len(get(a)) > 0 },
 	}
 }
@@ -226,7 +227,9 @@ func (o *objVal) field(key ref.Val) (*types.FieldType, ref.Val) {
 	return f, nil
 }
 
-// Slots of the activation's value cache, one per leaf field.
+// Slots of the activation's value cache, one per leaf field (the request's
+// maps are handed to CEL as Go maps and need none). The identity's come
+// last: Decide copies them from Policy.idVals in one piece.
 const (
 	slotProtocol = iota
 	slotDestHost
@@ -236,8 +239,6 @@ const (
 	slotHTTPURL
 	slotHTTPPath
 	slotHTTPHost
-	slotHTTPHeaders
-	slotHTTPQuery
 	slotK8sVerb
 	slotK8sAPIGroup
 	slotK8sAPIVersion
@@ -259,6 +260,29 @@ const (
 	slotIDLabels
 	numSlots
 )
+
+// identityVals converts the fields of id to CEL values equal to those the
+// identity view's fields yield, by slot from slotIDUser, for Policy.idVals.
+// The list and map hold converted elements, so that rules reading them
+// (`"admins" in identity.groups`) allocate nothing.
+func identityVals(id *Identity) (vals [numSlots - slotIDUser]ref.Val) {
+	_, sa := serviceAccountName(id)
+	groups := make([]ref.Val, len(id.Groups))
+	for i, g := range id.Groups {
+		groups[i] = types.String(g)
+	}
+	labels := make(map[ref.Val]ref.Val, len(id.Labels))
+	for k, v := range id.Labels {
+		labels[types.String(k)] = types.String(v)
+	}
+	vals[0] = types.String(id.User) // slotIDUser
+	vals[slotIDGroups-slotIDUser] = types.NewRefValList(types.DefaultTypeAdapter, groups)
+	vals[slotIDServiceAccount-slotIDUser] = types.String(sa)
+	vals[slotIDNamespace-slotIDUser] = types.String(id.Namespace)
+	vals[slotIDPod-slotIDUser] = types.String(id.Pod)
+	vals[slotIDLabels-slotIDUser] = types.NewRefValMap(types.DefaultTypeAdapter, labels)
+	return vals
+}
 
 // The views of an activation, one per CEL object type.
 type (
@@ -284,7 +308,7 @@ func objTypes() []*objType {
 				if v := a.vals[slotDestPort]; v != nil {
 					return v
 				}
-				v := types.Int(a.req.Destination.Port)
+				var v ref.Val = types.Int(a.req.Destination.Port)
 				a.vals[slotDestPort] = v
 				return v
 			},
@@ -297,8 +321,8 @@ func objTypes() []*objType {
 		strField("url", slotHTTPURL, func(a *activation) string { return a.req.HTTP.URL }),
 		strField("path", slotHTTPPath, func(a *activation) string { return a.req.HTTP.Path }),
 		strField("host", slotHTTPHost, func(a *activation) string { return a.req.HTTP.Host }),
-		mapField("headers", slotHTTPHeaders, func(a *activation) map[string]string { return a.req.HTTP.Headers }),
-		mapField("query", slotHTTPQuery, func(a *activation) map[string]string { return a.req.HTTP.Query }),
+		mapField("headers", func(a *activation) map[string]string { return a.req.HTTP.Headers }),
+		mapField("query", func(a *activation) map[string]string { return a.req.HTTP.Query }),
 	)
 	k8s := newObjType[k8sView](typeK8s,
 		func(o any) *activation { v, _ := o.(*k8sView); return (*activation)(v) },
@@ -354,7 +378,7 @@ func objTypes() []*objType {
 				if v := a.vals[slotIDGroups]; v != nil {
 					return v
 				}
-				v := types.NewStringList(types.DefaultTypeAdapter, a.id.Groups)
+				var v ref.Val = types.NewStringList(types.DefaultTypeAdapter, a.id.Groups)
 				a.vals[slotIDGroups] = v
 				return v
 			},
@@ -363,7 +387,17 @@ func objTypes() []*objType {
 		strField("serviceAccount", slotIDServiceAccount, func(a *activation) string { _, n := serviceAccountName(a.id); return n }),
 		strField("namespace", slotIDNamespace, func(a *activation) string { return a.id.Namespace }),
 		strField("pod", slotIDPod, func(a *activation) string { return a.id.Pod }),
-		mapField("labels", slotIDLabels, func(a *activation) map[string]string { return a.id.Labels }),
+		field{
+			name: "labels",
+			typ:  types.NewMapType(types.StringType, types.StringType),
+			get: func(a *activation) any {
+				if v := a.vals[slotIDLabels]; v != nil { // bound by For
+					return v
+				}
+				return a.id.Labels
+			},
+			isSet: func(a *activation) bool { return len(a.id.Labels) > 0 },
+		},
 	)
 	return []*objType{dest, http, k8s, sql, llm, req, id}
 }

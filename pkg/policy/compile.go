@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 
 	"github.com/chaperone-dev/chaperone/pkg/policy/v1alpha1"
 )
@@ -20,12 +22,19 @@ import (
 type Set struct {
 	policies []*compiledPolicy // sorted by name
 	hash     string
+	// lits holds the string literals of every rule as CEL values. A
+	// request field equal to one of them (the verb a rule compares with)
+	// is given this value instead of a newly allocated one: the common
+	// case of a decision then allocates nothing. Read only.
+	lits map[string]ref.Val
 }
 
 // compiledPolicy is one validated policy with its rules planned.
 type compiledPolicy struct {
 	src   v1alpha1.SessionPolicy
 	rules []*compiledRule
+	// lits are the string literals of the rules' matches.
+	lits []string
 }
 
 // compiledRule is one rule ready to evaluate. Its decision is built once,
@@ -34,7 +43,10 @@ type compiledRule struct {
 	prg cel.Program
 	// guards are necessary conditions of the match tested before the
 	// program runs (see guard).
-	guards   []*guard
+	guards []*guard
+	// exact says the guards are the whole match: when they pass, the rule
+	// matches without running prg.
+	exact    bool
 	decision Decision
 	// failClosed says an evaluation error applies the rule (Deny,
 	// RequireApproval) instead of skipping it (Allow).
@@ -78,6 +90,12 @@ func Compile(policies []v1alpha1.SessionPolicy) (*Set, error) {
 			continue
 		}
 		s.policies = append(s.policies, cp)
+		for _, l := range cp.lits {
+			if s.lits == nil {
+				s.lits = make(map[string]ref.Val)
+			}
+			s.lits[l] = types.String(l)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -118,9 +136,11 @@ func compilePolicy(p *v1alpha1.SessionPolicy) (*compiledPolicy, error) {
 				Timeout:        a.Timeout.Duration,
 			}
 		}
+		cp.lits = append(cp.lits, m.lits...)
 		cp.rules = append(cp.rules, &compiledRule{
 			prg:        m.prg,
 			guards:     m.guards,
+			exact:      m.exact,
 			decision:   d,
 			failClosed: r.Action != v1alpha1.ActionAllow,
 		})
@@ -152,9 +172,11 @@ func (s *Set) For(id Identity) *Policy {
 	p := &Policy{
 		identity:          id,
 		setHash:           s.hash,
+		lits:              s.lits,
 		defaultDecision:   Decision{Action: v1alpha1.DefaultAction, Record: v1alpha1.DefaultRecord},
 		onRecorderFailure: v1alpha1.DefaultOnRecorderFailure,
 	}
+	p.idVals = identityVals(&p.identity)
 	first := true
 	for _, cp := range s.policies {
 		if !selects(&cp.src.Spec.Selector, &id) {

@@ -41,6 +41,12 @@ type Policy struct {
 	defaultDecision   Decision
 	onRecorderFailure v1alpha1.FailureMode
 	maskResponses     bool
+	// idVals are the CEL values of the identity's fields, by slot from
+	// slotIDUser: the identity is fixed for the session, so they are
+	// converted once (For) and not per decision.
+	idVals [numSlots - slotIDUser]ref.Val
+	// lits are the set's string literals as CEL values (Set.lits).
+	lits map[string]ref.Val
 }
 
 // Policies names the selected policies, in evaluation order.
@@ -91,11 +97,13 @@ func recordRank(r v1alpha1.RecordLevel) int {
 
 // activation feeds one request and the session's identity to CEL. It
 // caches each field's CEL value (vals, by slot) for the rules after the
-// first that read it; it is built once per Decide and never shared.
+// first that read it; it is taken from a pool per Decide and never shared.
 type activation struct {
 	req  *Request
 	id   *Identity
 	vals [numSlots]ref.Val
+	// lits are the policy's string literals as CEL values (Set.lits).
+	lits map[string]ref.Val
 }
 
 // ResolveName implements interpreter.Activation.
@@ -113,7 +121,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 func (a *activation) Parent() interpreter.Activation { return nil }
 
 // activations recycles activations between Decide calls, so a decision
-// allocates only the CEL values of the fields its rules read.
+// allocates at most the CEL values of the request fields its rules read.
 var activations = sync.Pool{New: func() any { return new(activation) }}
 
 // emptyRequest stands in for a nil request.
@@ -124,24 +132,25 @@ var emptyRequest Request
 // missing map key, …) is skipped when its action is Allow and applies
 // otherwise; Decision.Err says so. req is only read. Decide is safe for
 // concurrent use.
+//
+// A rule made only of guards (see guard) is decided without CEL; the
+// others run with the identity's CEL values bound once per session (For),
+// so a decision allocates nothing but the request fields CEL reads.
 func (p *Policy) Decide(req *Request) Decision {
 	if req == nil {
 		req = &emptyRequest
 	}
 	act := activations.Get().(*activation)
-	act.req, act.id = req, &p.identity
+	act.req, act.id, act.lits = req, &p.identity, p.lits
+	copy(act.vals[slotIDUser:], p.idVals[:])
+	var frame *interpreter.ExecutionFrame
 	defer func() {
+		if frame != nil {
+			frame.Close()
+		}
 		*act = activation{} // drop the request's values before reuse
 		activations.Put(act)
 	}()
-	// One frame serves every rule: the programs have no default variables
-	// and no asynchronous functions, so CEL would build the same frame per
-	// rule.
-	frame, err := interpreter.NewExecutionFrame(act)
-	if err != nil { // cannot happen: act is an Activation
-		return Decision{Policy: p.defaultDecision.Policy, Action: v1alpha1.ActionDeny, Record: v1alpha1.RecordFull, Err: err}
-	}
-	defer frame.Close()
 	var firstErr error
 rules:
 	for _, r := range p.rules {
@@ -149,6 +158,21 @@ rules:
 			if !g.pass(act) {
 				continue rules // cannot match: see guard
 			}
+		}
+		if r.exact {
+			d := r.decision
+			d.Err = firstErr
+			return d
+		}
+		if frame == nil {
+			// One frame serves every rule: the programs have no default
+			// variables and no asynchronous functions, so CEL would build
+			// the same frame per rule.
+			f, err := interpreter.NewExecutionFrame(act)
+			if err != nil { // cannot happen: act is an Activation
+				return Decision{Policy: p.defaultDecision.Policy, Action: v1alpha1.ActionDeny, Record: v1alpha1.RecordFull, Err: err}
+			}
+			frame = f
 		}
 		out, _, err := r.prg.Eval(frame)
 		if err == nil {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
 )
 
@@ -68,6 +70,11 @@ type compiledMatch struct {
 	// tracked says whether the program tracks its cost at run time.
 	tracked bool
 	guards  []*guard
+	// exact says the guards are the whole expression: a request that
+	// passes them matches, and the program need not run.
+	exact bool
+	// lits are the expression's string literals (see Set.lits).
+	lits []string
 }
 
 // compileMatchTracked is compileMatch that also says whether the program
@@ -84,7 +91,8 @@ func compileMatchTracked(expr string) (compiledMatch, error) {
 	if !ast.OutputType().IsExactType(cel.BoolType) {
 		return compiledMatch{}, fmt.Errorf("%w, not %s", errNotBool, ast.OutputType())
 	}
-	guards := guardsOf(ast.NativeRep().Expr())
+	guards, exact := guardsOf(ast.NativeRep().Expr())
+	lits := stringLits(ast.NativeRep())
 	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
 	tracked := false
 	if est, err := e.EstimateCost(ast, sizeEstimator{}); err != nil || est.Max > CostLimit {
@@ -95,7 +103,18 @@ func compileMatchTracked(expr string) (compiledMatch, error) {
 	if err != nil {
 		return compiledMatch{}, err
 	}
-	return compiledMatch{prg: prg, tracked: tracked, guards: guards}, nil
+	return compiledMatch{prg: prg, tracked: tracked, guards: guards, exact: exact, lits: lits}, nil
+}
+
+// stringLits lists the string literals of a checked expression.
+func stringLits(a *celast.AST) []string {
+	var out []string
+	for _, e := range celast.MatchDescendants(celast.NavigateAST(a), celast.KindMatcher(celast.LiteralKind)) {
+		if s, ok := e.AsLiteral().(types.String); ok {
+			out = append(out, string(s))
+		}
+	}
+	return out
 }
 
 // sizeEstimator bounds the size of every request and identity field for

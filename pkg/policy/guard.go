@@ -17,6 +17,11 @@ import (
 // an error — so Decide skips the rule's evaluation. Most rules of a real
 // policy test a field the request does not have (a SQL rule on a
 // Kubernetes request), and their guards reject them in nanoseconds.
+//
+// A guard is also exact: the field reads cannot fail (every section and
+// string field is always present, empty when unset), so the request passes
+// the guard exactly when the conjunct is true. A match made only of guards
+// is therefore decided in Go without running CEL (see guardsOf).
 type guard struct {
 	get func(*activation) string
 	// values lists the constants the field must equal one of; when nil,
@@ -73,15 +78,19 @@ var stringFields = map[string]func(*activation) string{
 	},
 }
 
-// guardsOf finds the guards of a checked match expression.
-func guardsOf(e celast.Expr) []*guard {
-	var out []*guard
+// guardsOf finds the guards of a checked match expression. exact reports
+// that every top-level conjunct is a guard, so that the guards passing is
+// the match being true.
+func guardsOf(e celast.Expr) (guards []*guard, exact bool) {
+	exact = true
 	for _, c := range conjuncts(e, nil) {
 		if g := guardOf(c); g != nil {
-			out = append(out, g)
+			guards = append(guards, g)
+		} else {
+			exact = false
 		}
 	}
-	return out
+	return guards, exact && len(guards) > 0
 }
 
 // conjuncts flattens the top-level && of e.

@@ -8,7 +8,8 @@ import (
 )
 
 // TestGuardsAgreeWithCEL checks the guards' soundness: whenever a guard
-// rejects a request, the full expression is false for it; and every
+// rejects a request, the full expression is false for it; when the guards
+// are exact, they pass exactly when the expression is true; and every
 // stringFields reader reads what CEL reads.
 func TestGuardsAgreeWithCEL(t *testing.T) {
 	exprs := []string{
@@ -19,7 +20,12 @@ func TestGuardsAgreeWithCEL(t *testing.T) {
 		`request.sql.command == "DROP" || request.sql.command == "TRUNCATE"`,
 		`request.k8s.verb == "" && request.protocol == "tcp"`,
 		`identity.serviceAccount == "coder" && request.destination.host == "db"`,
+		`request.sql.command in ["DROP", "TRUNCATE"] && request.http.path.startsWith("/admin/") && "get" == request.k8s.verb`,
+		`request.k8s.verb in [] && request.protocol == "tcp"`,
+		`request.protocol == "tcp" && identity.namespace == "agents" && request.destination.port == 0`,
 	}
+	// wantExact says which of exprs are made of guards only.
+	wantExact := []bool{true, true, false, false, false, true, true, true, true, false}
 	reqs := []*Request{
 		{},
 		{Protocol: "tcp", Destination: Destination{Host: "db"}},
@@ -30,10 +36,13 @@ func TestGuardsAgreeWithCEL(t *testing.T) {
 		{LLM: LLM{Model: "gpt-x"}},
 	}
 	id := Identity{ServiceAccount: "system:serviceaccount:agents:coder", Namespace: "agents"}
-	for _, expr := range exprs {
+	for j, expr := range exprs {
 		m, err := compileMatchTracked(expr)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if m.exact != wantExact[j] {
+			t.Errorf("%s: exact = %v, want %v", expr, m.exact, wantExact[j])
 		}
 		for i, req := range reqs {
 			act := &activation{req: req, id: &id}
@@ -41,10 +50,17 @@ func TestGuardsAgreeWithCEL(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s on request %d: %v", expr, i, err)
 			}
+			pass := true
 			for _, g := range m.guards {
-				if !g.pass(&activation{req: req, id: &id}) && out == types.True {
-					t.Errorf("%s: a guard rejects request %d, which matches", expr, i)
+				if !g.pass(&activation{req: req, id: &id}) {
+					pass = false
+					if out == types.True {
+						t.Errorf("%s: a guard rejects request %d, which matches", expr, i)
+					}
 				}
+			}
+			if m.exact && types.Bool(pass) != out {
+				t.Errorf("%s: exact guards say %v for request %d, CEL says %v", expr, pass, i, out)
 			}
 		}
 	}
