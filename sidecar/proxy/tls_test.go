@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -27,8 +28,10 @@ type tlsWorld struct {
 	sideCA   *x509.CertPool // trusts the sidecar's CA only
 	upTarget string
 	// upHandshakes and upResumed count the upstream's TLS handshakes and
-	// those that resumed a session.
+	// those that resumed a session; upCurve is the key exchange of the
+	// latest.
 	upHandshakes, upResumed atomic.Int64
+	upCurve                 atomic.Uint32
 }
 
 func newTLSWorld(t *testing.T) *tlsWorld { return newTLSWorldB(t) }
@@ -58,6 +61,7 @@ func newTLSWorldB(t testing.TB) *tlsWorld {
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return named, nil },
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			w.upHandshakes.Add(1)
+			w.upCurve.Store(uint32(cs.CurveID))
 			if cs.DidResume {
 				w.upResumed.Add(1)
 			}
@@ -211,6 +215,54 @@ func TestTLSRefused(t *testing.T) {
 			}
 			if open.ConnOpen.TLS == nil || open.ConnOpen.TLS.SNI != tt.sni || open.ConnOpen.TLS.Intercepted {
 				t.Errorf("conn.open tls %+v", open.ConnOpen.TLS)
+			}
+		})
+	}
+}
+
+// TestTLSUpstreamGroups: the upstream leg offers the key exchanges the
+// client offered, so a classical client costs no post-quantum hybrid.
+func TestTLSUpstreamGroups(t *testing.T) {
+	w := newTLSWorld(t)
+	_, addr := w.proxy(t, true)
+	tests := []struct {
+		name   string
+		client []tls.CurveID
+		want   tls.CurveID
+	}{
+		{"classical", []tls.CurveID{tls.X25519, tls.CurveP256}, tls.X25519},
+		{"p256 only", []tls.CurveID{tls.CurveP256}, tls.CurveP256},
+		{"go default", nil, tls.X25519MLKEM768},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &tls.Config{ServerName: "api.test", RootCAs: w.sideCA, CurvePreferences: tt.client}
+			if _, _, err := httpsGet(t, addr, cfg, ""); err != nil {
+				t.Fatal(err)
+			}
+			if got := tls.CurveID(w.upCurve.Load()); got != tt.want {
+				t.Errorf("upstream key exchange %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestGroups(t *testing.T) {
+	tests := []struct {
+		name   string
+		client []uint16
+		want   []tls.CurveID
+	}{
+		{"none", nil, nil},
+		{"client order, unknown and repeated dropped", []uint16{0x0a0a, 23, 30, 29, 23}, []tls.CurveID{tls.CurveP256, tls.X25519}},
+		{"hybrid with classical", []uint16{4588, 29}, []tls.CurveID{tls.X25519MLKEM768, tls.X25519}},
+		{"hybrid only: default", []uint16{4588}, nil},
+		{"nothing known: default", []uint16{30, 256}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := groups(tt.client); !slices.Equal(got, tt.want) {
+				t.Errorf("groups(%v) = %v, want %v", tt.client, got, tt.want)
 			}
 		})
 	}
@@ -385,8 +437,9 @@ func BenchmarkTLSNewConn(b *testing.B) {
 		name string
 		cfg  func(roots *x509.CertPool) *tls.Config
 	}{
-		{"wrk-like", func(roots *x509.CertPool) *tls.Config {
-			return &tls.Config{ServerName: "api.test", RootCAs: roots, CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}
+		{"wrk-like", func(*x509.CertPool) *tls.Config {
+			// wrk does not verify the server either.
+			return &tls.Config{ServerName: "api.test", InsecureSkipVerify: true, CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}
 		}},
 		{"go", func(roots *x509.CertPool) *tls.Config {
 			return &tls.Config{ServerName: "api.test", RootCAs: roots, ClientSessionCache: tls.NewLRUClientSessionCache(8)}
