@@ -68,6 +68,9 @@ type cpuSample struct {
 	proxy time.Duration // the sidecar
 	srv   time.Duration // chaperone-server
 	up    time.Duration // this process: the upstream it serves
+	// hs and resumed count the TLS upstream's handshakes and those that
+	// resumed a session (the TLS case only).
+	hs, resumed int64
 }
 
 // cpuLog samples CPU times while a recorded run goes on, so that a run's
@@ -105,7 +108,7 @@ func (l *cpuLog) between(from, to time.Time) (used cpuSample, ok bool) {
 	if a == nil || b == nil {
 		return cpuSample{}, false
 	}
-	return cpuSample{proxy: b.proxy - a.proxy, srv: b.srv - a.srv, up: b.up - a.up}, true
+	return cpuSample{proxy: b.proxy - a.proxy, srv: b.srv - a.srv, up: b.up - a.up, hs: b.hs - a.hs, resumed: b.resumed - a.resumed}, true
 }
 
 // cpuUse is the CPU a case's processes spent, per request.

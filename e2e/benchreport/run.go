@@ -26,6 +26,9 @@ type result struct {
 	name  string
 	conns int
 	wrk   wrkResult
+	// upResumed is the share of the TLS upstream's handshakes that resumed
+	// a session, -1 when it made none.
+	upResumed float64
 	// cpu is what the proxy (nginx or the sidecar) and, for the sidecar,
 	// the server spent per request; zero when not measured.
 	cpu cpuUse

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/pkg/localserver"
@@ -75,9 +76,23 @@ func makeTLSFiles(ctx context.Context, dir string, ip netip.Addr) (*tlsFiles, er
 	return f, nil
 }
 
+// handshakes counts a TLS server's handshakes and those that resumed a
+// session.
+type handshakes struct{ all, resumed atomic.Int64 }
+
+// share is the resumed share of the handshakes between two counts, -1
+// when there were none.
+func share(all, resumed int64) float64 {
+	if all == 0 {
+		return -1
+	}
+	return float64(resumed) / float64(all)
+}
+
 // startTLSUpstream serves 1 KiB responses over TLS on ip: the leaf for
-// upstreamName to that SNI, the leaf for the IP to any other.
-func startTLSUpstream(ctx context.Context, ip netip.Addr, f *tlsFiles) (net.Listener, error) {
+// upstreamName to that SNI, the leaf for the IP to any other. It counts
+// its handshakes in hs.
+func startTLSUpstream(ctx context.Context, ip netip.Addr, f *tlsFiles, hs *handshakes) (net.Listener, error) {
 	var lc net.ListenConfig
 	raw, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
@@ -90,6 +105,13 @@ func startTLSUpstream(ctx context.Context, ip netip.Addr, f *tlsFiles) (net.List
 				return f.byName, nil
 			}
 			return f.byIP, nil
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			hs.all.Add(1)
+			if cs.DidResume {
+				hs.resumed.Add(1)
+			}
+			return nil
 		},
 	})
 	body := bytes.Repeat([]byte("x"), 1024)
@@ -153,7 +175,8 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 	if err := os.WriteFile(script, []byte(closeScript), 0o644); err != nil {
 		return nil, err
 	}
-	up, err := startTLSUpstream(ctx, plain.HostIP(), f)
+	var hs handshakes
+	up, err := startTLSUpstream(ctx, plain.HostIP(), f, &hs)
 	if err != nil {
 		return nil, err
 	}
@@ -174,11 +197,12 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 			} {
 				ngx0, _ := treeCPU(ngx.pid)
 				up0, _ := procCPU(self)
+				hs0, res0 := hs.all.Load(), hs.resumed.Load()
 				w, err := wrkArgsIn(ctx, plain, wrkModeArgs(tc.url, c, cfg.duration, mode, script))
 				if err != nil {
 					return nil, fmt.Errorf("tls %s %s: %w", tc.name, mode, err)
 				}
-				r := result{name: tc.name + "/" + mode, conns: c, wrk: w}
+				r := result{name: tc.name + "/" + mode, conns: c, wrk: w, upResumed: share(hs.all.Load()-hs0, hs.resumed.Load()-res0)}
 				ngx1, err1 := treeCPU(ngx.pid)
 				up1, err2 := procCPU(self)
 				if err1 == nil && err2 == nil {
@@ -191,7 +215,7 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 			}
 		}
 	}
-	side, err := runTLSSidecar(ctx, cfg, srv, recorded, "https://"+up.Addr().String()+"/", f.caFile, script, log)
+	side, err := runTLSSidecar(ctx, cfg, srv, recorded, "https://"+up.Addr().String()+"/", f.caFile, script, &hs, log)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +224,7 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 
 // runTLSSidecar runs every load through the sidecar as one recorded
 // session, with a pause after each run that lets its recording finish.
-func runTLSSidecar(ctx context.Context, cfg config, srv *localserver.Server, sb *sandbox.Sandbox, url, caFile, script string, log *slog.Logger) ([]result, error) {
+func runTLSSidecar(ctx context.Context, cfg config, srv *localserver.Server, sb *sandbox.Sandbox, url, caFile, script string, hs *handshakes, log *slog.Logger) ([]result, error) {
 	var sh strings.Builder
 	// Warm the leaf cache (the target is for a cached leaf) and the
 	// upstream session cache.
@@ -226,7 +250,7 @@ func runTLSSidecar(ctx context.Context, cfg config, srv *localserver.Server, sb 
 		Stderr:      &out,
 		SidecarLog:  &sidecarLog,
 		Logger:      log,
-		Started:     func(s runner.Started) { stop = watchCPU(s.SidecarPID, srv.PID(), &cpu) },
+		Started:     func(s runner.Started) { stop = watchCPU(s.SidecarPID, srv.PID(), hs, &cpu) },
 	})
 	stop()
 	if err != nil {
@@ -248,11 +272,12 @@ func runTLSSidecar(ctx context.Context, cfg config, srv *localserver.Server, sb 
 		if err != nil {
 			return nil, fmt.Errorf("sidecar tls %s, %d connections: %w\n%s\nsidecar log:\n%s", head[0], c, err, part, sidecarLog.String())
 		}
-		r := result{name: "sidecar/" + head[0], conns: c, wrk: w}
+		r := result{name: "sidecar/" + head[0], conns: c, wrk: w, upResumed: -1}
 		start, err1 := strconv.ParseInt(head[2], 10, 64)
 		end, err2 := strconv.ParseInt(strings.TrimSpace(endLine), 10, 64)
 		if err1 == nil && err2 == nil {
 			if used, ok := cpu.between(time.Unix(0, start), time.Unix(0, end).Add(settleTime)); ok {
+				r.upResumed = share(used.hs, used.resumed)
 				r.cpu = cpuUse{
 					proxy: perRequest(used.proxy, w, cfg.duration),
 					srv:   perRequest(used.srv, w, cfg.duration),
@@ -266,8 +291,9 @@ func runTLSSidecar(ctx context.Context, cfg config, srv *localserver.Server, sb 
 }
 
 // watchCPU samples the CPU time of the sidecar (pid), of the server and
-// of this process every 50 ms into l until the returned stop is called.
-func watchCPU(pid, srvPID int, l *cpuLog) (stop func()) {
+// of this process, and the upstream's handshakes hs, every 50 ms into l
+// until the returned stop is called.
+func watchCPU(pid, srvPID int, hs *handshakes, l *cpuLog) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -279,7 +305,7 @@ func watchCPU(pid, srvPID int, l *cpuLog) (stop func()) {
 			server, err2 := procCPU(srvPID)
 			up, err3 := procCPU(self)
 			if err1 == nil && err2 == nil && err3 == nil {
-				l.add(cpuSample{at: time.Now(), proxy: side, srv: server, up: up})
+				l.add(cpuSample{at: time.Now(), proxy: side, srv: server, up: up, hs: hs.all.Load(), resumed: hs.resumed.Load()})
 			}
 			select {
 			case <-done:
@@ -293,12 +319,16 @@ func watchCPU(pid, srvPID int, l *cpuLog) (stop func()) {
 
 func reportTLS(w io.Writer, cfg config, results []result) {
 	fmt.Fprintf(w, "\nHTTPS (HTTP/1.1 over TLS), 1 KiB responses, wrk %s per run; sidecar intercepts, nginx terminates and re-encrypts (upstream verified, keep-alive)\n", cfg.duration)
-	fmt.Fprint(w, "CPU per request: the proxy's (nginx, or the sidecar until its spool caught up), chaperone-server's, the upstream's\n\n")
-	fmt.Fprintf(w, "%-20s %6s %10s %10s %10s %10s %10s %10s\n", "path", "conns", "p50", "p99", "req/s", "cpu proxy", "cpu server", "cpu up")
+	fmt.Fprint(w, "CPU per request: the proxy's (nginx, or the sidecar until its spool caught up), chaperone-server's, the upstream's; up resumed: the share of the upstream's TLS handshakes that resumed a session\n\n")
+	fmt.Fprintf(w, "%-20s %6s %10s %10s %10s %10s %10s %10s %10s\n", "path", "conns", "p50", "p99", "req/s", "cpu proxy", "cpu server", "cpu up", "up resumed")
 	get := map[string]result{}
 	for _, r := range results {
-		fmt.Fprintf(w, "%-20s %6d %10s %10s %10.0f %10s %10s %10s\n", r.name, r.conns, r.wrk.p50, r.wrk.p99, r.wrk.rps,
-			microsOrDash(r.cpu.proxy), microsOrDash(r.cpu.srv), microsOrDash(r.cpu.up))
+		resumed := "-"
+		if r.upResumed >= 0 {
+			resumed = fmt.Sprintf("%.0f%%", 100*r.upResumed)
+		}
+		fmt.Fprintf(w, "%-20s %6d %10s %10s %10.0f %10s %10s %10s %10s\n", r.name, r.conns, r.wrk.p50, r.wrk.p99, r.wrk.rps,
+			microsOrDash(r.cpu.proxy), microsOrDash(r.cpu.srv), microsOrDash(r.cpu.up), resumed)
 		get[fmt.Sprintf("%s/%d", r.name, r.conns)] = r
 	}
 	fmt.Fprintln(w)
