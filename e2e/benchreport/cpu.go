@@ -67,6 +67,10 @@ type cpuSample struct {
 	at    time.Time
 	proxy time.Duration // the sidecar
 	srv   time.Duration // chaperone-server
+	up    time.Duration // this process: the upstream it serves
+	// hs and resumed count the TLS upstream's handshakes and those that
+	// resumed a session (the TLS case only).
+	hs, resumed int64
 }
 
 // cpuLog samples CPU times while a recorded run goes on, so that a run's
@@ -84,7 +88,7 @@ func (l *cpuLog) add(s cpuSample) {
 
 // between returns the CPU used from the last sample at or before from to
 // the first sample at or after to.
-func (l *cpuLog) between(from, to time.Time) (proxy, srv time.Duration, ok bool) {
+func (l *cpuLog) between(from, to time.Time) (used cpuSample, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var a, b *cpuSample
@@ -102,14 +106,15 @@ func (l *cpuLog) between(from, to time.Time) (proxy, srv time.Duration, ok bool)
 		b = &l.samples[len(l.samples)-1]
 	}
 	if a == nil || b == nil {
-		return 0, 0, false
+		return cpuSample{}, false
 	}
-	return b.proxy - a.proxy, b.srv - a.srv, true
+	return cpuSample{proxy: b.proxy - a.proxy, srv: b.srv - a.srv, up: b.up - a.up, hs: b.hs - a.hs, resumed: b.resumed - a.resumed}, true
 }
 
 // cpuUse is the CPU a case's processes spent, per request.
 type cpuUse struct {
 	proxy, srv time.Duration
+	up         time.Duration // the upstream; measured in the TLS case only
 }
 
 func perRequest(d time.Duration, r wrkResult, dur time.Duration) time.Duration {

@@ -30,6 +30,7 @@ type config struct {
 	duration time.Duration
 	conns    []int
 	tls      bool
+	http     bool
 }
 
 func main() {
@@ -37,7 +38,8 @@ func main() {
 	var cfg config
 	flag.StringVar(&cfg.binDir, "bin", "bin", "directory with the chaperone binaries")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each wrk run")
-	flag.BoolVar(&cfg.tls, "tls", true, "also run the HTTPS case")
+	flag.BoolVar(&cfg.tls, "tls", true, "run the HTTPS case")
+	flag.BoolVar(&cfg.http, "http", true, "run the plain HTTP case")
 	flag.Parse()
 	cfg.conns = []int{1, 16}
 	if err := cfg.validate(); err != nil {
@@ -71,6 +73,9 @@ func (c *config) validate() error {
 		if _, err := os.Stat(filepath.Join(abs, b)); err != nil {
 			return fmt.Errorf("%w: run make build first", err)
 		}
+	}
+	if !c.tls && !c.http {
+		return errors.New("--tls=false and --http=false leave nothing to run")
 	}
 	if c.duration < time.Second {
 		return errors.New("--duration must be at least 1s")

@@ -26,6 +26,9 @@ type result struct {
 	name  string
 	conns int
 	wrk   wrkResult
+	// upResumed is the share of the TLS upstream's handshakes that resumed
+	// a session, -1 when it made none.
+	upResumed float64
 	// cpu is what the proxy (nginx or the sidecar) and, for the sidecar,
 	// the server spent per request; zero when not measured.
 	cpu cpuUse
@@ -55,6 +58,30 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	defer recorded.Close()
 
+	if cfg.http {
+		if err := runHTTPCase(ctx, cfg, work, srv, plain, recorded, log); err != nil {
+			return err
+		}
+	}
+	if !cfg.tls {
+		return nil
+	}
+	tlsSB, err := sandbox.New(ctx, sandbox.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer tlsSB.Close()
+	tlsResults, err := runTLSCase(ctx, cfg, work, srv, plain, tlsSB, log)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	reportTLS(os.Stdout, cfg, tlsResults)
+	return nil
+}
+
+// runHTTPCase measures plain HTTP straight to the upstream, through nginx
+// and through the sidecar, and prints the report.
+func runHTTPCase(ctx context.Context, cfg config, work string, srv *localserver.Server, plain, recorded *sandbox.Sandbox, log *slog.Logger) error {
 	up, err := startUpstream(ctx, plain.HostIP())
 	if err != nil {
 		return err
@@ -94,19 +121,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	results = append(results, side.results...)
 
 	report(os.Stdout, cfg, results, side)
-	if !cfg.tls {
-		return nil
-	}
-	tlsSB, err := sandbox.New(ctx, sandbox.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	defer tlsSB.Close()
-	tlsResults, err := runTLSCase(ctx, cfg, work, srv, plain, tlsSB, log)
-	if err != nil {
-		return fmt.Errorf("tls: %w", err)
-	}
-	reportTLS(os.Stdout, cfg, tlsResults)
 	return nil
 }
 
@@ -197,8 +211,8 @@ func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb
 		start, err1 := strconv.ParseInt(head[1], 10, 64)
 		end, err2 := strconv.ParseInt(strings.TrimSpace(endLine), 10, 64)
 		if err1 == nil && err2 == nil {
-			if side, server, ok := cpu.between(time.Unix(0, start), time.Unix(0, end).Add(settleTime)); ok {
-				r.cpu = cpuUse{proxy: perRequest(side, w, cfg.duration), srv: perRequest(server, w, cfg.duration)}
+			if used, ok := cpu.between(time.Unix(0, start), time.Unix(0, end).Add(settleTime)); ok {
+				r.cpu = cpuUse{proxy: perRequest(used.proxy, w, cfg.duration), srv: perRequest(used.srv, w, cfg.duration)}
 			}
 		}
 		sc.results = append(sc.results, r)

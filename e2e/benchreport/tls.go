@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/pkg/localserver"
@@ -74,9 +76,23 @@ func makeTLSFiles(ctx context.Context, dir string, ip netip.Addr) (*tlsFiles, er
 	return f, nil
 }
 
+// handshakes counts a TLS server's handshakes and those that resumed a
+// session.
+type handshakes struct{ all, resumed atomic.Int64 }
+
+// share is the resumed share of the handshakes between two counts, -1
+// when there were none.
+func share(all, resumed int64) float64 {
+	if all == 0 {
+		return -1
+	}
+	return float64(resumed) / float64(all)
+}
+
 // startTLSUpstream serves 1 KiB responses over TLS on ip: the leaf for
-// upstreamName to that SNI, the leaf for the IP to any other.
-func startTLSUpstream(ctx context.Context, ip netip.Addr, f *tlsFiles) (net.Listener, error) {
+// upstreamName to that SNI, the leaf for the IP to any other. It counts
+// its handshakes in hs.
+func startTLSUpstream(ctx context.Context, ip netip.Addr, f *tlsFiles, hs *handshakes) (net.Listener, error) {
 	var lc net.ListenConfig
 	raw, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
@@ -89,6 +105,13 @@ func startTLSUpstream(ctx context.Context, ip netip.Addr, f *tlsFiles) (net.List
 				return f.byName, nil
 			}
 			return f.byIP, nil
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			hs.all.Add(1)
+			if cs.DidResume {
+				hs.resumed.Add(1)
+			}
+			return nil
 		},
 	})
 	body := bytes.Repeat([]byte("x"), 1024)
@@ -139,7 +162,10 @@ func wrkModeArgs(url string, conns int, d time.Duration, mode, script string) []
 
 // runTLSCase measures HTTPS straight to the upstream, through nginx
 // re-encrypting, and through the sidecar intercepting, each with
-// keep-alive and with a new connection per request.
+// keep-alive and with a new connection per request. Besides wrk's numbers
+// it takes the CPU each run cost per request: nginx's (master and worker),
+// the sidecar's and the server's (until the recording caught up), and the
+// upstream's (it runs in this process, which does nothing else meanwhile).
 func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.Server, plain, recorded *sandbox.Sandbox, log *slog.Logger) ([]result, error) {
 	f, err := makeTLSFiles(ctx, work, plain.HostIP())
 	if err != nil {
@@ -149,7 +175,8 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 	if err := os.WriteFile(script, []byte(closeScript), 0o644); err != nil {
 		return nil, err
 	}
-	up, err := startTLSUpstream(ctx, plain.HostIP(), f)
+	var hs handshakes
+	up, err := startTLSUpstream(ctx, plain.HostIP(), f, &hs)
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +186,7 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 		return nil, err
 	}
 	defer ngx.stop()
+	self := os.Getpid()
 
 	var results []result
 	for _, mode := range []string{modeKeepAlive, modeNewConn} {
@@ -167,72 +195,146 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 				{"direct", "https://" + up.Addr().String() + "/"},
 				{"nginx", "https://" + ngx.addr + "/"},
 			} {
+				ngx0, _ := treeCPU(ngx.pid)
+				up0, _ := procCPU(self)
+				hs0, res0 := hs.all.Load(), hs.resumed.Load()
 				w, err := wrkArgsIn(ctx, plain, wrkModeArgs(tc.url, c, cfg.duration, mode, script))
 				if err != nil {
 					return nil, fmt.Errorf("tls %s %s: %w", tc.name, mode, err)
 				}
-				results = append(results, result{name: tc.name + "/" + mode, conns: c, wrk: w})
+				r := result{name: tc.name + "/" + mode, conns: c, wrk: w, upResumed: share(hs.all.Load()-hs0, hs.resumed.Load()-res0)}
+				ngx1, err1 := treeCPU(ngx.pid)
+				up1, err2 := procCPU(self)
+				if err1 == nil && err2 == nil {
+					r.cpu.up = perRequest(up1-up0, w, cfg.duration)
+					if tc.name == "nginx" {
+						r.cpu.proxy = perRequest(ngx1-ngx0, w, cfg.duration)
+					}
+				}
+				results = append(results, r)
 			}
 		}
 	}
+	side, err := runTLSSidecar(ctx, cfg, srv, recorded, "https://"+up.Addr().String()+"/", f.caFile, script, &hs, log)
+	if err != nil {
+		return nil, err
+	}
+	return append(results, side...), nil
+}
 
-	// The sidecar: one recorded session for every load.
-	url := "https://" + up.Addr().String() + "/"
+// runTLSSidecar runs every load through the sidecar as one recorded
+// session, with a pause after each run that lets its recording finish.
+func runTLSSidecar(ctx context.Context, cfg config, srv *localserver.Server, sb *sandbox.Sandbox, url, caFile, script string, hs *handshakes, log *slog.Logger) ([]result, error) {
 	var sh strings.Builder
-	// Warm the leaf cache: the target is for a cached leaf.
-	fmt.Fprintf(&sh, "curl -s -o /dev/null %s\n", url)
+	// Warm the leaf cache (the target is for a cached leaf) and the
+	// upstream session cache.
+	fmt.Fprintf(&sh, "curl -s -o /dev/null %s; sleep 1\n", url)
 	for _, mode := range []string{modeKeepAlive, modeNewConn} {
 		for _, c := range cfg.conns {
-			fmt.Fprintf(&sh, "echo '@@ %s %d'; %s\n", mode, c, strings.Join(wrkModeArgs(url, c, cfg.duration, mode, script), " "))
+			fmt.Fprintf(&sh, "echo \"@@ %s %d $(date +%%s%%N)\"; %s; echo \"@@end $(date +%%s%%N)\"; sleep %d\n",
+				mode, c, strings.Join(wrkModeArgs(url, c, cfg.duration, mode, script), " "), int(settleTime.Seconds()))
 		}
 	}
 	var out, sidecarLog bytes.Buffer
-	if _, err := runner.Run(ctx, runner.Options{
+	var cpu cpuLog
+	stop := func() {}
+	_, err := runner.Run(ctx, runner.Options{
 		Command:     []string{"/bin/sh", "-c", sh.String()},
-		ExtraCA:     []string{f.caFile},
+		ExtraCA:     []string{caFile},
 		NATSURL:     srv.Addrs.NATS,
 		Token:       srv.WorkloadToken,
 		SidecarPath: filepath.Join(cfg.binDir, "chaperone-sidecar"),
 		User:        "bench",
-		Sandbox:     recorded,
+		Sandbox:     sb,
 		Stdout:      &out,
 		Stderr:      &out,
 		SidecarLog:  &sidecarLog,
 		Logger:      log,
-	}); err != nil {
+		Started:     func(s runner.Started) { stop = watchCPU(s.SidecarPID, srv.PID(), hs, &cpu) },
+	})
+	stop()
+	if err != nil {
 		return nil, fmt.Errorf("sidecar tls run: %w\n%s\nsidecar log:\n%s", err, out.String(), sidecarLog.String())
 	}
+	var results []result
 	for _, part := range strings.Split(out.String(), "@@ ")[1:] {
 		nl := strings.IndexByte(part, '\n')
 		head := strings.Fields(part[:nl])
-		if len(head) != 2 {
+		if len(head) != 3 {
 			return nil, fmt.Errorf("parse wrk output: %q", part[:nl])
 		}
 		c, err := strconv.Atoi(head[1])
 		if err != nil {
 			return nil, fmt.Errorf("parse wrk output: %w", err)
 		}
-		w, err := parseWrk(part[nl+1:])
+		body, endLine, _ := strings.Cut(part[nl+1:], "@@end ")
+		w, err := parseWrk(body)
 		if err != nil {
-			return nil, fmt.Errorf("sidecar tls %s, %d connections: %w\n%s", head[0], c, err, part)
+			return nil, fmt.Errorf("sidecar tls %s, %d connections: %w\n%s\nsidecar log:\n%s", head[0], c, err, part, sidecarLog.String())
 		}
-		results = append(results, result{name: "sidecar/" + head[0], conns: c, wrk: w})
+		r := result{name: "sidecar/" + head[0], conns: c, wrk: w, upResumed: -1}
+		start, err1 := strconv.ParseInt(head[2], 10, 64)
+		end, err2 := strconv.ParseInt(strings.TrimSpace(endLine), 10, 64)
+		if err1 == nil && err2 == nil {
+			if used, ok := cpu.between(time.Unix(0, start), time.Unix(0, end).Add(settleTime)); ok {
+				r.upResumed = share(used.hs, used.resumed)
+				r.cpu = cpuUse{
+					proxy: perRequest(used.proxy, w, cfg.duration),
+					srv:   perRequest(used.srv, w, cfg.duration),
+					up:    perRequest(used.up, w, cfg.duration),
+				}
+			}
+		}
+		results = append(results, r)
 	}
 	return results, nil
 }
 
+// watchCPU samples the CPU time of the sidecar (pid), of the server and
+// of this process, and the upstream's handshakes hs, every 50 ms into l
+// until the returned stop is called.
+func watchCPU(pid, srvPID int, hs *handshakes, l *cpuLog) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		self := os.Getpid()
+		for {
+			side, err1 := procCPU(pid)
+			server, err2 := procCPU(srvPID)
+			up, err3 := procCPU(self)
+			if err1 == nil && err2 == nil && err3 == nil {
+				l.add(cpuSample{at: time.Now(), proxy: side, srv: server, up: up, hs: hs.all.Load(), resumed: hs.resumed.Load()})
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
 func reportTLS(w io.Writer, cfg config, results []result) {
-	fmt.Fprintf(w, "\nHTTPS (HTTP/1.1 over TLS), 1 KiB responses, wrk %s per run; sidecar intercepts, nginx terminates and re-encrypts (upstream verified, keep-alive)\n\n", cfg.duration)
-	fmt.Fprintf(w, "%-20s %6s %10s %10s %12s\n", "path", "conns", "p50", "p99", "req/s")
-	get := map[string]wrkResult{}
+	fmt.Fprintf(w, "\nHTTPS (HTTP/1.1 over TLS), 1 KiB responses, wrk %s per run; sidecar intercepts, nginx terminates and re-encrypts (upstream verified, keep-alive)\n", cfg.duration)
+	fmt.Fprint(w, "CPU per request: the proxy's (nginx, or the sidecar until its spool caught up), chaperone-server's, the upstream's; up resumed: the share of the upstream's TLS handshakes that resumed a session\n\n")
+	fmt.Fprintf(w, "%-20s %6s %10s %10s %10s %10s %10s %10s %10s\n", "path", "conns", "p50", "p99", "req/s", "cpu proxy", "cpu server", "cpu up", "up resumed")
+	get := map[string]result{}
 	for _, r := range results {
-		fmt.Fprintf(w, "%-20s %6d %10s %10s %12.0f\n", r.name, r.conns, r.wrk.p50, r.wrk.p99, r.wrk.rps)
-		get[fmt.Sprintf("%s/%d", r.name, r.conns)] = r.wrk
+		resumed := "-"
+		if r.upResumed >= 0 {
+			resumed = fmt.Sprintf("%.0f%%", 100*r.upResumed)
+		}
+		fmt.Fprintf(w, "%-20s %6d %10s %10s %10.0f %10s %10s %10s %10s\n", r.name, r.conns, r.wrk.p50, r.wrk.p99, r.wrk.rps,
+			microsOrDash(r.cpu.proxy), microsOrDash(r.cpu.srv), microsOrDash(r.cpu.up), resumed)
+		get[fmt.Sprintf("%s/%d", r.name, r.conns)] = r
 	}
 	fmt.Fprintln(w)
 	for _, c := range cfg.conns {
-		k := func(path, mode string) wrkResult { return get[fmt.Sprintf("%s/%s/%d", path, mode, c)] }
-		d, n, s := k("direct", modeKeepAlive), k("nginx", modeKeepAlive), k("sidecar", modeKeepAlive)
+		k := func(path, mode string) result { return get[fmt.Sprintf("%s/%s/%d", path, mode, c)] }
+		d, n, s := k("direct", modeKeepAlive).wrk, k("nginx", modeKeepAlive).wrk, k("sidecar", modeKeepAlive).wrk
 		addN, addS := n.p50-d.p50, s.p50-d.p50
 		fmt.Fprintf(w, "%2d conns keep-alive: added p50 nginx %v, sidecar %v (sidecar/nginx %.2f, target ≤ 1.00)\n",
 			c, addN, addS, ratio(float64(addS), float64(addN)))
@@ -240,6 +342,15 @@ func reportTLS(w io.Writer, cfg config, results []result) {
 		// connection shows in the request rate: time per request is 1/rate.
 		dn, nn, sn := k("direct", modeNewConn), k("nginx", modeNewConn), k("sidecar", modeNewConn)
 		fmt.Fprintf(w, "%2d conns new-conn:   time per request sidecar/direct %.2f (target < 2.00, leaf cached), nginx/direct %.2f\n",
-			c, ratio(dn.rps, sn.rps), ratio(dn.rps, nn.rps))
+			c, ratio(dn.wrk.rps, sn.wrk.rps), ratio(dn.wrk.rps, nn.wrk.rps))
+		fmt.Fprintf(w, "%2d conns new-conn:   CPU per request direct (upstream) %s; nginx %s + upstream %s; sidecar %s + upstream %s (+ server %s)\n",
+			c, micros(dn.cpu.up), micros(nn.cpu.proxy), micros(nn.cpu.up), micros(sn.cpu.proxy), micros(sn.cpu.up), micros(sn.cpu.srv))
 	}
+}
+
+func microsOrDash(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return micros(d)
 }

@@ -46,7 +46,7 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	}
 
 	dctx, cancel := context.WithTimeout(ctx, p.opts.DialTimeout)
-	uc, err := p.dialer.DialContext(dctx, "tcp", dst.String())
+	uc, err := p.dial(dctx, "tcp", dst.String())
 	cancel()
 	if err != nil {
 		p.refuse(ctx, id, lc, dest, reasonUpstream, fmt.Sprintf("upstream unreachable: %v", err), start)
@@ -54,6 +54,7 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	}
 	up := uc.(*net.TCPConn)
 	defer up.Close()
+	defer p.own.add(up)()
 	if !lc.setUpstream(up) {
 		return
 	}
@@ -61,6 +62,14 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	res, upFirst, err := p.sniff(ctx, client, up)
 	if err != nil {
 		log.Debug("sniff", keyErr, err)
+	}
+	// The client spoke, so a connection of ours has been registered by
+	// now: one that came back to us (see ownConns) goes on unrecorded.
+	if p.own.has(client.RemoteAddr()) {
+		log.Info("own upstream connection redirected back to the sidecar; relayed raw")
+		p.m.loops.Inc()
+		_, _, _ = relayRaw(client, up, res.Prefix, upFirst)
+		return
 	}
 	dest.Protocol = string(res.Protocol)
 	if res.Protocol == sniff.HTTP2 {

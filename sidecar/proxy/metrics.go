@@ -12,6 +12,7 @@ type metrics struct {
 	recordErr prometheus.Counter
 	tls       *prometheus.CounterVec
 	streams   *prometheus.CounterVec
+	loops     prometheus.Counter
 }
 
 // Refusal reasons, the values of the refused counter's reason label.
@@ -56,9 +57,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chaperone_sidecar_streams_total",
 			Help: "Exec, attach and port-forward connections decoded, by transport (websocket, spdy).",
 		}, []string{"transport"}),
+		loops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chaperone_sidecar_looped_connections_total",
+			Help: "Upstream connections of the sidecar's that conntrack redirected back to it (relayed raw, recorded once).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr, m.tls, m.streams)
+		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr, m.tls, m.streams, m.loops)
 	}
 	return m
 }

@@ -69,6 +69,8 @@ type Options struct {
 	Dialer *net.Dialer
 	// DialTimeout bounds each upstream dial (default 10s).
 	DialTimeout time.Duration
+	// dial replaces Dialer in tests.
+	dial dialFunc
 	// SniffTimeout bounds the wait for a client's first byte. Zero waits
 	// until either side speaks: a server that speaks first ends the wait
 	// at once, so server-first protocols are never delayed.
@@ -118,7 +120,8 @@ type Proxy struct {
 	http1  *http1.Recorder
 	http2  *http2.Recorder
 	tls    *tlsState
-	dialer *net.Dialer
+	dial   dialFunc
+	own    ownConns // the upstream connections' local addresses
 	idBase string
 	nextID atomic.Uint64
 
@@ -156,16 +159,20 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new proxy: %w", err)
 	}
-	d := opts.Dialer
-	if d == nil {
-		d = &net.Dialer{}
+	dial := opts.dial
+	if dial == nil {
+		d := opts.Dialer
+		if d == nil {
+			d = &net.Dialer{}
+		}
+		dial = d.DialContext
 	}
 	p := &Proxy{
 		opts:      opts,
 		log:       opts.Logger,
 		m:         newMetrics(opts.Registerer),
 		tls:       ts,
-		dialer:    d,
+		dial:      dial,
 		idBase:    event.NewID(time.Now())[16:], // random per process: ids stay unique across restarts
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*liveConn]struct{}{},

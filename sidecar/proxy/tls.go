@@ -95,6 +95,38 @@ func offers(client []string) []string {
 	return slices.DeleteFunc(slices.Clone(client), func(p string) bool { return p == "" })
 }
 
+// Key exchanges crypto/tls implements: hybrid post-quantum ones (TLS 1.3
+// only) and classical ones.
+var (
+	hybridGroups    = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024}
+	classicalGroups = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}
+)
+
+// groups picks the key exchanges offered upstream: those of the client's
+// that crypto/tls implements, in the client's order, so that the upstream
+// sees the key exchanges it would have seen without the sidecar, and a
+// client that offers no post-quantum hybrid does not pay for one on the
+// second leg. Nil (the crypto/tls default) when the client offered no
+// classical group, which a TLS 1.2 upstream would need.
+func groups(client []uint16) []tls.CurveID {
+	var out []tls.CurveID
+	classical := false
+	for _, g := range client {
+		id := tls.CurveID(g)
+		known := slices.Contains(hybridGroups, id)
+		if slices.Contains(classicalGroups, id) {
+			known, classical = true, true
+		}
+		if known && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	if !classical {
+		return nil
+	}
+	return out
+}
+
 // intercepts reports whether a TLS connection to dst whose ClientHello is h
 // is intercepted, and if not, why.
 func (s *tlsState) intercepts(h sniff.Hello, dst netip.Addr) (bool, string) {
@@ -128,6 +160,7 @@ func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slo
 		ServerName:         name,
 		RootCAs:            p.tls.opts.RootCAs,
 		NextProtos:         offers(res.Hello.ALPN),
+		CurvePreferences:   groups(res.Hello.Groups),
 		MinVersion:         tls.VersionTLS12,
 		ClientSessionCache: p.tls.sessions,
 	})

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
@@ -25,6 +27,11 @@ type tlsWorld struct {
 	sidecar  *certs.Authority
 	sideCA   *x509.CertPool // trusts the sidecar's CA only
 	upTarget string
+	// upHandshakes and upResumed count the upstream's TLS handshakes and
+	// those that resumed a session; upCurve is the key exchange of the
+	// latest.
+	upHandshakes, upResumed atomic.Int64
+	upCurve                 atomic.Uint32
 }
 
 func newTLSWorld(t *testing.T) *tlsWorld { return newTLSWorldB(t) }
@@ -48,9 +55,18 @@ func newTLSWorldB(t testing.TB) *tlsWorld {
 		w.Header().Set("X-Proto", r.Proto)
 		_, _ = io.WriteString(w, "hello "+r.Host+" "+string(body))
 	}))
+	w := &tlsWorld{upCA: x509.NewCertPool(), sideCA: x509.NewCertPool()}
 	up.TLS = &tls.Config{
 		Certificates:   []tls.Certificate{*byIP},
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return named, nil },
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			w.upHandshakes.Add(1)
+			w.upCurve.Store(uint32(cs.CurveID))
+			if cs.DidResume {
+				w.upResumed.Add(1)
+			}
+			return nil
+		},
 	}
 	up.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are the point
 	up.StartTLS()
@@ -59,7 +75,7 @@ func newTLSWorldB(t testing.TB) *tlsWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &tlsWorld{up: up, sidecar: sc, upCA: x509.NewCertPool(), sideCA: x509.NewCertPool(), upTarget: up.Listener.Addr().String()}
+	w.up, w.sidecar, w.upTarget = up, sc, up.Listener.Addr().String()
 	w.upCA.AddCert(testCA.Certificate())
 	w.sideCA.AddCert(sc.Certificate())
 	return w
@@ -199,6 +215,54 @@ func TestTLSRefused(t *testing.T) {
 			}
 			if open.ConnOpen.TLS == nil || open.ConnOpen.TLS.SNI != tt.sni || open.ConnOpen.TLS.Intercepted {
 				t.Errorf("conn.open tls %+v", open.ConnOpen.TLS)
+			}
+		})
+	}
+}
+
+// TestTLSUpstreamGroups: the upstream leg offers the key exchanges the
+// client offered, so a classical client costs no post-quantum hybrid.
+func TestTLSUpstreamGroups(t *testing.T) {
+	w := newTLSWorld(t)
+	_, addr := w.proxy(t, true)
+	tests := []struct {
+		name   string
+		client []tls.CurveID
+		want   tls.CurveID
+	}{
+		{"classical", []tls.CurveID{tls.X25519, tls.CurveP256}, tls.X25519},
+		{"p256 only", []tls.CurveID{tls.CurveP256}, tls.CurveP256},
+		{"go default", nil, tls.X25519MLKEM768},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &tls.Config{ServerName: "api.test", RootCAs: w.sideCA, CurvePreferences: tt.client}
+			if _, _, err := httpsGet(t, addr, cfg, ""); err != nil {
+				t.Fatal(err)
+			}
+			if got := tls.CurveID(w.upCurve.Load()); got != tt.want {
+				t.Errorf("upstream key exchange %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestGroups(t *testing.T) {
+	tests := []struct {
+		name   string
+		client []uint16
+		want   []tls.CurveID
+	}{
+		{"none", nil, nil},
+		{"client order, unknown and repeated dropped", []uint16{0x0a0a, 23, 30, 29, 23}, []tls.CurveID{tls.CurveP256, tls.X25519}},
+		{"hybrid with classical", []uint16{4588, 29}, []tls.CurveID{tls.X25519MLKEM768, tls.X25519}},
+		{"hybrid only: default", []uint16{4588}, nil},
+		{"nothing known: default", []uint16{30, 256}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := groups(tt.client); !slices.Equal(got, tt.want) {
+				t.Errorf("groups(%v) = %v, want %v", tt.client, got, tt.want)
 			}
 		})
 	}
@@ -362,36 +426,79 @@ func TestParseBypass(t *testing.T) {
 var _ net.Conn = (*prefixConn)(nil)
 
 // BenchmarkTLSNewConn measures a new intercepted connection with one
-// request (leaf cached, upstream session resumed) against the same
-// request straight to the upstream.
+// request (leaf cached, sessions resumed on both legs) against the same
+// request straight to the upstream, for two kinds of client: one like wrk
+// (OpenSSL 3.0: classical key exchange, no verification) and one like a Go
+// program (the hybrid post-quantum key exchange, verification). Both
+// resume sessions, as wrk does. The recorder drops events:
+// BenchmarkProxyRecorded covers recording. cpu-us/op is the whole
+// process's CPU (client, proxy and upstream); up-resumed/op counts the
+// upstream handshakes that resumed a session.
 func BenchmarkTLSNewConn(b *testing.B) {
-	for _, via := range []string{"direct", "sidecar"} {
-		b.Run(via, func(b *testing.B) {
-			w := newTLSWorldB(b)
-			addr := w.upTarget
-			roots := w.upCA
-			if via == "sidecar" {
-				rec := newMemRecorder()
-				_, addr = startProxy(b, rec, w.upTarget, func(o *Options) {
-					o.TLS = &TLSOptions{Minter: w.sidecar, RootCAs: w.upCA}
-				})
-				roots = w.sideCA
-			}
-			cfg := &tls.Config{ServerName: "api.test", RootCAs: roots, ClientSessionCache: tls.NewLRUClientSessionCache(8)}
-			resumed := 0
-			for b.Loop() {
-				c, err := tls.Dial("tcp", addr, cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if c.ConnectionState().DidResume {
-					resumed++
-				}
-				_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
-				_, _ = io.Copy(io.Discard, c)
-				c.Close()
-			}
-			b.ReportMetric(float64(resumed)/float64(b.N), "resumed/op")
-		})
+	clients := []struct {
+		name string
+		cfg  func(roots *x509.CertPool) *tls.Config
+	}{
+		{"wrk-like", func(*x509.CertPool) *tls.Config {
+			// wrk does not verify the server.
+			return &tls.Config{ServerName: "api.test", InsecureSkipVerify: true, ClientSessionCache: tls.NewLRUClientSessionCache(8),
+				CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}
+		}},
+		{"go", func(roots *x509.CertPool) *tls.Config {
+			return &tls.Config{ServerName: "api.test", RootCAs: roots, ClientSessionCache: tls.NewLRUClientSessionCache(8)}
+		}},
 	}
+	for _, cl := range clients {
+		for _, via := range []string{"direct", "sidecar"} {
+			b.Run(cl.name+"/"+via, func(b *testing.B) {
+				w := newTLSWorldB(b)
+				addr := w.upTarget
+				roots := w.upCA
+				if via == "sidecar" {
+					_, addr = startProxy(b, nullRecorder{}, w.upTarget, func(o *Options) {
+						o.TLS = &TLSOptions{Minter: w.sidecar, RootCAs: w.upCA}
+					})
+					roots = w.sideCA
+				}
+				cfg := cl.cfg(roots)
+				newConnGet(b, addr, cfg) // mint the leaf, fill the session caches
+				resumed := 0
+				up0, upResumed0 := w.upHandshakes.Load(), w.upResumed.Load()
+				cpu0 := cpuTime()
+				for b.Loop() {
+					if newConnGet(b, addr, cfg) {
+						resumed++
+					}
+				}
+				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+				b.ReportMetric(float64(resumed)/float64(b.N), "resumed/op")
+				if n := w.upHandshakes.Load() - up0; via == "sidecar" && n > 0 {
+					b.ReportMetric(float64(w.upResumed.Load()-upResumed0)/float64(n), "up-resumed/op")
+				}
+			})
+		}
+	}
+}
+
+// newConnGet makes one GET on a new TLS connection to addr and reports
+// whether the handshake resumed a session.
+func newConnGet(b *testing.B, addr string, cfg *tls.Config) bool {
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n"); err != nil {
+		b.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+	return c.ConnectionState().DidResume
 }

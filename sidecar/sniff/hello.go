@@ -8,15 +8,19 @@ type Hello struct {
 	SNI string
 	// ALPN lists the application protocols the client offered.
 	ALPN []string
+	// Groups lists the key exchange groups (TLS supported_groups, IANA
+	// NamedGroup numbers) the client offered, in its order of preference.
+	Groups []uint16
 }
 
 // TLS extension numbers.
 const (
-	extServerName = 0
-	extALPN       = 16
+	extServerName     = 0
+	extSupportedGroup = 10
+	extALPN           = 16
 )
 
-// ParseClientHello reads the SNI and ALPN of a ClientHello from data, which
+// ParseClientHello reads the SNI, ALPN and groups of a ClientHello from data, which
 // starts with a TLS record header. It reports ok=false when data holds no
 // complete, well-formed ClientHello in its first record.
 func ParseClientHello(data []byte) (h Hello, ok bool) {
@@ -69,6 +73,8 @@ func ParseClientHello(data []byte) (h Hello, ok bool) {
 			h.SNI = parseSNI(ext)
 		case extALPN:
 			h.ALPN = parseALPN(ext)
+		case extSupportedGroup:
+			h.Groups = parseGroups(ext)
 		}
 	}
 	return h, true
@@ -104,6 +110,24 @@ func parseALPN(ext cursor) []string {
 			return out
 		}
 		out = append(out, string(p))
+	}
+	return out
+}
+
+// parseGroups reads a supported_groups list; a malformed one yields what
+// came before the fault.
+func parseGroups(ext cursor) []uint16 {
+	list, ok := ext.vec16()
+	if !ok {
+		return nil
+	}
+	var out []uint16
+	for len(list) > 0 {
+		g, ok := list.u16()
+		if !ok {
+			return out
+		}
+		out = append(out, uint16(g))
 	}
 	return out
 }

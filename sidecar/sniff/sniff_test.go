@@ -61,11 +61,11 @@ func TestClassify(t *testing.T) {
 }
 
 // clientHello captures the first flight of a real crypto/tls client.
-func clientHello(t testing.TB, sni string, alpn []string) []byte {
+func clientHello(t testing.TB, sni string, alpn []string, groups ...tls.CurveID) []byte {
 	c, s := net.Pipe()
 	defer s.Close()
 	go func() {
-		tc := tls.Client(c, &tls.Config{ServerName: sni, NextProtos: alpn, InsecureSkipVerify: true})
+		tc := tls.Client(c, &tls.Config{ServerName: sni, NextProtos: alpn, CurvePreferences: groups, InsecureSkipVerify: true})
 		_ = tc.Handshake()
 		c.Close()
 	}()
@@ -95,6 +95,12 @@ func TestParseClientHello(t *testing.T) {
 	}
 	if _, ok := ParseClientHello(hello[:len(hello)-1]); ok {
 		t.Error("truncated ClientHello accepted")
+	}
+	// The groups in the order sent (crypto/tls picks it, whatever the
+	// order of CurvePreferences).
+	h, ok = ParseClientHello(clientHello(t, "a.example", nil, tls.CurveP256, tls.X25519))
+	if !ok || !slices.Equal(h.Groups, []uint16{uint16(tls.X25519), uint16(tls.CurveP256)}) {
+		t.Errorf("groups %v, ok %v", h.Groups, ok)
 	}
 }
 
@@ -256,6 +262,9 @@ func FuzzParseClientHello(f *testing.F) {
 	f.Add(rawHello(ext(16, vec16(0, 2, 'h', '2'))))
 	f.Add(rawHello(ext(16, vec16(9, 'h', '2'))))
 	f.Add(rawHello(ext(16, vec16())))
+	// Groups: an odd length, a list longer than the extension.
+	f.Add(rawHello(ext(10, vec16(0, 29, 0))))
+	f.Add(rawHello(ext(10, []byte{0, 9, 0, 29})))
 	// An extension whose length runs past the block.
 	f.Add(rawHello([]byte{0, 16, 0, 40, 0}))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -269,7 +278,7 @@ func FuzzParseClientHello(f *testing.F) {
 		if ok {
 			// Only the first record counts: what follows changes nothing.
 			h2, ok2 := ParseClientHello(append(slices.Clone(data), 0x17, 0x03, 0x03, 0, 1, 'x'))
-			if !ok2 || h2.SNI != h.SNI || !slices.Equal(h2.ALPN, h.ALPN) {
+			if !ok2 || h2.SNI != h.SNI || !slices.Equal(h2.ALPN, h.ALPN) || !slices.Equal(h2.Groups, h.Groups) {
 				t.Fatalf("trailing bytes changed the result: %+v/%v, then %+v/%v", h, ok, h2, ok2)
 			}
 		}
@@ -282,20 +291,24 @@ func TestParseClientHelloEdgeCases(t *testing.T) {
 		data   []byte
 		sni    string
 		alpn   []string
+		groups []uint16
 		wantOK bool
 	}{
-		{"no extensions", rawHello(nil), "", nil, true},
-		{"unknown name type first", rawHello(ext(0, vec16(append([]byte{7, 0, 1, 'x', 0}, vec16('a', '.', 'b')...)...))), "a.b", nil, true},
-		{"empty sni list", rawHello(ext(0, vec16())), "", nil, true},
-		{"empty alpn name", rawHello(ext(16, vec16(0, 2, 'h', '2'))), "", []string{"", "h2"}, true},
-		{"alpn name past its list", rawHello(ext(16, vec16(9, 'h', '2'))), "", nil, true},
-		{"extension past the block", rawHello([]byte{0, 16, 0, 40, 0}), "", nil, false},
+		{"no extensions", rawHello(nil), "", nil, nil, true},
+		{"unknown name type first", rawHello(ext(0, vec16(append([]byte{7, 0, 1, 'x', 0}, vec16('a', '.', 'b')...)...))), "a.b", nil, nil, true},
+		{"empty sni list", rawHello(ext(0, vec16())), "", nil, nil, true},
+		{"empty alpn name", rawHello(ext(16, vec16(0, 2, 'h', '2'))), "", []string{"", "h2"}, nil, true},
+		{"alpn name past its list", rawHello(ext(16, vec16(9, 'h', '2'))), "", nil, nil, true},
+		{"groups", rawHello(ext(10, vec16(0x11, 0xec, 0, 29))), "", nil, []uint16{4588, 29}, true},
+		{"group cut short", rawHello(ext(10, vec16(0, 29, 0))), "", nil, []uint16{29}, true},
+		{"groups past their list", rawHello(ext(10, []byte{0, 9, 0, 29})), "", nil, nil, true},
+		{"extension past the block", rawHello([]byte{0, 16, 0, 40, 0}), "", nil, nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h, ok := ParseClientHello(tt.data)
-			if ok != tt.wantOK || h.SNI != tt.sni || !slices.Equal(h.ALPN, tt.alpn) {
-				t.Errorf("got %+v ok=%v, want sni %q alpn %q ok=%v", h, ok, tt.sni, tt.alpn, tt.wantOK)
+			if ok != tt.wantOK || h.SNI != tt.sni || !slices.Equal(h.ALPN, tt.alpn) || !slices.Equal(h.Groups, tt.groups) {
+				t.Errorf("got %+v ok=%v, want sni %q alpn %q groups %v ok=%v", h, ok, tt.sni, tt.alpn, tt.groups, tt.wantOK)
 			}
 		})
 	}
