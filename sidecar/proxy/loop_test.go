@@ -10,8 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/chaperone-dev/chaperone/pkg/event"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/chaperone-dev/chaperone/pkg/event"
 )
 
 // loopFirstDial makes the proxy's first upstream dial land on the proxy
