@@ -20,10 +20,12 @@ import (
 //
 // An operation's value in that form marshals (as json.RawMessage) to the
 // bytes the decoded value would, without building and sorting maps.
-func appendCanonical(dst, v []byte) ([]byte, error) {
+func (s *scratch) appendCanonical(dst, v []byte) ([]byte, error) {
 	switch v[0] {
 	case '{':
-		ms, err := members(v)
+		mark := len(s.ms)
+		defer s.pop(mark)
+		ms, err := s.members(v)
 		if err != nil {
 			return nil, err
 		}
@@ -34,7 +36,7 @@ func appendCanonical(dst, v []byte) ([]byte, error) {
 			}
 			dst = appendString(dst, ms[i].key)
 			dst = append(dst, ':')
-			if dst, err = appendCanonical(dst, ms[i].val); err != nil {
+			if dst, err = s.appendCanonical(dst, ms[i].val); err != nil {
 				return nil, err
 			}
 		}
@@ -48,7 +50,7 @@ func appendCanonical(dst, v []byte) ([]byte, error) {
 			}
 			end := valueEnd(v, i)
 			var err error
-			if dst, err = appendCanonical(dst, v[i:end]); err != nil {
+			if dst, err = s.appendCanonical(dst, v[i:end]); err != nil {
 				return nil, err
 			}
 			i = skipSpace(v, end)

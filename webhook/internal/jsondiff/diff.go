@@ -64,7 +64,7 @@ func PatchValid(a, b []byte) ([]jsonpatch.Operation, error) {
 		}
 		return ops, nil
 	}
-	d := differ{ops: []jsonpatch.Operation{}}
+	d := differ{ops: []jsonpatch.Operation{}, scratch: scratch{ms: make([]member, 0, 64)}, vals: make([]byte, 0, len(b)/2)}
 	if err := d.values(trim(a), trim(b), ""); err != nil {
 		return nil, err
 	}
@@ -95,7 +95,10 @@ func depth(v []byte) int {
 
 // differ collects the operations of one Patch.
 type differ struct {
+	scratch
 	ops []jsonpatch.Operation
+	// vals holds the operations' values, one after the other.
+	vals []byte
 }
 
 // kind is the JSON type of a value, from its first byte.
@@ -163,20 +166,25 @@ func (d *differ) values(a, b []byte, path string) error {
 // json.RawMessage in the form Marshal gives the decoded value (see
 // appendCanonical), so the operation marshals as CreatePatch's does.
 func (d *differ) add(op, path string, raw []byte) error {
-	v, err := appendCanonical(nil, raw)
+	start := len(d.vals)
+	vals, err := d.appendCanonical(d.vals, raw)
 	if err != nil {
 		return err
 	}
+	d.vals = vals
+	v := vals[start:len(vals):len(vals)] // later values are appended after it
 	d.ops = append(d.ops, jsonpatch.Operation{Operation: op, Path: path, Value: json.RawMessage(v)})
 	return nil
 }
 
 func (d *differ) objects(a, b []byte, path string) error {
-	am, err := members(a)
+	mark := len(d.ms)
+	defer d.pop(mark)
+	am, err := d.members(a)
 	if err != nil {
 		return err
 	}
-	bm, err := members(b)
+	bm, err := d.members(b)
 	if err != nil {
 		return err
 	}
@@ -264,10 +272,18 @@ type member struct {
 	key, val []byte
 }
 
-// members splits a valid JSON object into its members, sorted by name;
-// of members with equal names only the last is kept, as in a decoded map.
-func members(obj []byte) ([]member, error) {
-	list := make([]member, 0, 8)
+// scratch is the member lists of the objects being walked, as a stack:
+// an object's list is pushed on it (members) and dropped when the object
+// is done (pop), so a walk reuses one array.
+type scratch struct {
+	ms []member
+}
+
+// members pushes the members of a valid JSON object, sorted by name, and
+// returns them; of members with equal names only the last is kept, as in
+// a decoded map. Drop them with pop(mark), mark being len(s.ms) before.
+func (s *scratch) members(obj []byte) ([]member, error) {
+	start := len(s.ms)
 	i := skipSpace(obj, 1)
 	for obj[i] != '}' {
 		end := stringEnd(obj, i)
@@ -278,12 +294,13 @@ func members(obj []byte) ([]member, error) {
 		i = skipSpace(obj, end)
 		i = skipSpace(obj, i+1) // ':'
 		vend := valueEnd(obj, i)
-		list = append(list, member{key: key, val: obj[i:vend]})
+		s.ms = append(s.ms, member{key: key, val: obj[i:vend]})
 		i = skipSpace(obj, vend)
 		if obj[i] == ',' {
 			i = skipSpace(obj, i+1)
 		}
 	}
+	list := s.ms[start:]
 	slices.SortStableFunc(list, func(a, b member) int { return bytes.Compare(a.key, b.key) })
 	out := list[:0]
 	for j, m := range list {
@@ -292,8 +309,12 @@ func members(obj []byte) ([]member, error) {
 		}
 		out = append(out, m)
 	}
-	return out, nil
+	s.ms = s.ms[:start+len(out)]
+	return out[:len(out):len(out)], nil
 }
+
+// pop drops the lists pushed since len(s.ms) was mark.
+func (s *scratch) pop(mark int) { s.ms = s.ms[:mark] }
 
 // elements splits a valid JSON array into its elements.
 func elements(arr []byte) [][]byte {

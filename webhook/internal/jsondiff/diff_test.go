@@ -203,7 +203,7 @@ func canonicalAgrees(t *testing.T, v []byte) {
 	}
 	var x any
 	wantErr := json.Unmarshal(v, &x)
-	got, err := appendCanonical(nil, bytes.TrimSpace(v))
+	got, err := new(scratch).appendCanonical(nil, bytes.TrimSpace(v))
 	if (err != nil) != (wantErr != nil) {
 		t.Fatalf("appendCanonical(%s): err = %v, Unmarshal: %v", v, err, wantErr)
 	}
