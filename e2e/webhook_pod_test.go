@@ -17,7 +17,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
@@ -220,13 +219,9 @@ func TestInjectedPodRuns(t *testing.T) {
 	// The server trusts the test bed's service-account issuer, as in a
 	// cluster: the sidecar presents the pod's projected NATS token to the
 	// auth callout.
-	for _, o := range []struct{ ns, sa string }{{"chaperone-system", "chaperone-server"}} {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-		if _, err := cs.CoreV1().ServiceAccounts(o.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: o.sa}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	createNamespace(t, cs, "chaperone-system", nil)
+	if _, err := cs.CoreV1().ServiceAccounts("chaperone-system").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "chaperone-server"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	srv, cl, _ := startClusterServer(t, &kubeBed{cluster: c, cs: cs})
 	sb := newSandbox(t)

@@ -182,17 +182,25 @@ func (c *conn) relay(w http.ResponseWriter, r *http.Request, x *exchange, resp *
 	for k, vs := range resp.Trailer {
 		w.Header()[http.TrailerPrefix+k] = vs
 	}
+	endResponse(r, rb, resp, rerr, werr)
+}
+
+// endResponse records the end of a relayed response body: rerr is the
+// upstream's read error, werr the client's write error. When the upstream
+// body broke while the client was still there, the client must not take
+// a cut body for a whole one: its stream is reset (the server recovers
+// this sentinel without logging).
+func endResponse(r *http.Request, rb *respBody, resp *http.Response, rerr, werr error) {
+	const cancelled = "client cancelled the stream"
 	var msg string
 	switch {
 	case r.Context().Err() != nil || werr != nil:
-		msg = "client cancelled the stream"
+		msg = cancelled
 	case rerr != nil:
 		msg = "upstream body: " + rerr.Error()
 	}
 	rb.finish(resp, msg)
-	if rerr != nil && msg != "client cancelled the stream" {
-		// The client must not take a cut body for a whole one: reset its
-		// stream. The server recovers this sentinel without logging.
+	if rerr != nil && msg != cancelled {
 		panic(http.ErrAbortHandler)
 	}
 }

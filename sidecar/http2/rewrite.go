@@ -116,16 +116,7 @@ func (c *conn) relayRewritten(w http.ResponseWriter, r *http.Request, x *exchang
 			w.Header()[http.TrailerPrefix+k] = vs
 		}
 	}
-	var msg string
-	switch {
-	case r.Context().Err() != nil || werr != nil:
-		msg = "client cancelled the stream"
-	case rerr != nil:
-		msg = "upstream body: " + rerr.Error()
-	}
-	rb.finish(resp, msg)
-	if rerr != nil && msg != "client cancelled the stream" {
-		// Part of a rewritten body may have gone out: reset the stream.
-		panic(http.ErrAbortHandler)
-	}
+	// Part of a rewritten body may have gone out: a broken upstream resets
+	// the stream.
+	endResponse(r, rb, resp, rerr, werr)
 }

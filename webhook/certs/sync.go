@@ -36,39 +36,49 @@ func SyncValidatingCABundle(ctx context.Context, cs kubernetes.Interface, name s
 }
 
 func syncConfig(ctx context.Context, cs kubernetes.Interface, wc WebhookConfig, bundle []byte) (bool, error) {
-	wrote := false
-	set := func(cc *admissionregistrationv1.WebhookClientConfig) {
-		if !bytes.Equal(cc.CABundle, bundle) {
-			cc.CABundle = bundle
-			wrote = true
-		}
+	api := cs.AdmissionregistrationV1()
+	if wc.Validating {
+		return syncBundle(ctx, api.ValidatingWebhookConfigurations(), "validatingwebhookconfiguration", wc.Name, bundle,
+			func(c *admissionregistrationv1.ValidatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+				out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
+				for i := range c.Webhooks {
+					out[i] = &c.Webhooks[i].ClientConfig
+				}
+				return out
+			})
 	}
-	kind := "mutatingwebhookconfiguration"
+	return syncBundle(ctx, api.MutatingWebhookConfigurations(), "mutatingwebhookconfiguration", wc.Name, bundle,
+		func(c *admissionregistrationv1.MutatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+			out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
+			for i := range c.Webhooks {
+				out[i] = &c.Webhooks[i].ClientConfig
+			}
+			return out
+		})
+}
+
+// configAPI is the typed client of one kind of webhook configuration.
+type configAPI[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+}
+
+// syncBundle sets bundle on every client config of the configuration
+// name, retrying on conflicts, and reports whether it wrote.
+func syncBundle[T any](ctx context.Context, api configAPI[T], kind, name string, bundle []byte,
+	clientConfigs func(T) []*admissionregistrationv1.WebhookClientConfig) (bool, error) {
+	wrote := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		wrote = false
-		if wc.Validating {
-			kind = "validatingwebhookconfiguration"
-			api := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-			cfg, err := api.Get(ctx, wc.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			for i := range cfg.Webhooks {
-				set(&cfg.Webhooks[i].ClientConfig)
-			}
-			if !wrote {
-				return nil
-			}
-			_, err = api.Update(ctx, cfg, metav1.UpdateOptions{})
-			return err
-		}
-		api := cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
-		cfg, err := api.Get(ctx, wc.Name, metav1.GetOptions{})
+		cfg, err := api.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		for i := range cfg.Webhooks {
-			set(&cfg.Webhooks[i].ClientConfig)
+		for _, cc := range clientConfigs(cfg) {
+			if !bytes.Equal(cc.CABundle, bundle) {
+				cc.CABundle = bundle
+				wrote = true
+			}
 		}
 		if !wrote {
 			return nil
@@ -77,7 +87,7 @@ func syncConfig(ctx context.Context, cs kubernetes.Interface, wc WebhookConfig, 
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("sync caBundle of %s %s: %w", kind, wc.Name, err)
+		return false, fmt.Errorf("sync caBundle of %s %s: %w", kind, name, err)
 	}
 	return wrote, nil
 }
