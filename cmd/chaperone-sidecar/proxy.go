@@ -83,6 +83,9 @@ type ProxyConfig struct {
 	NoLLM bool
 	// LLMHosts are HOST=API pairs (see proxy.ParseLLMHosts).
 	LLMHosts []string
+	// Procs is how many OS threads run Go code at once (GOMAXPROCS);
+	// the GOMAXPROCS environment variable wins. See DefaultProcs.
+	Procs int
 }
 
 // Validate checks that the configuration can run.
@@ -95,6 +98,9 @@ func (c ProxyConfig) Validate() error {
 	}
 	if c.NATSURL == "" {
 		errs = append(errs, errors.New("--nats-url (or CHAPERONE_NATS_URL) is required"))
+	}
+	if c.Procs < 0 {
+		errs = append(errs, fmt.Errorf("--procs %d: want 0 (the Go default) or more", c.Procs))
 	}
 	if c.SpoolDir == "" {
 		errs = append(errs, errors.New("--spool-dir is required"))
@@ -203,6 +209,7 @@ func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (
 		cfg.LLMHosts = append(cfg.LLMHosts, s)
 		return nil
 	})
+	fs.IntVar(&cfg.Procs, "procs", DefaultProcs, "OS threads running the proxy's Go code at once (GOMAXPROCS; the environment variable wins)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return ProxyConfig{}, err
@@ -236,7 +243,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // run records until ctx ends (SIGTERM), then stops accepting, drains live
 // connections for DrainTimeout, records session.end and flushes the spool.
 func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) error {
-	tuneRuntime()
+	tuneRuntime(c.Procs)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	id := c.Identity

@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 )
 
@@ -17,11 +18,22 @@ const (
 	// memoryLimit is the soft limit that makes the collector run early
 	// rather than let the heap grow past it.
 	memoryLimit = 24 << 20
+	// DefaultProcs runs the proxy on one thread. A sidecar's goroutines
+	// hand every request to each other (relay, recording, publishing); on
+	// one thread a hand-off is a queue operation, on two it is often a
+	// futex wake-up and a context switch of another thread, which costs
+	// more than the work handed over. Like a single-threaded sidecar
+	// proxy, it also bounds what the sidecar can take from the agent's
+	// CPU. Pods that relay many TLS handshakes at once may want more.
+	DefaultProcs = 1
 )
 
-// tuneRuntime applies gcPercent and memoryLimit unless the environment
-// sets them.
-func tuneRuntime() {
+// tuneRuntime applies procs, gcPercent and memoryLimit unless the
+// environment sets them.
+func tuneRuntime(procs int) {
+	if _, ok := os.LookupEnv("GOMAXPROCS"); !ok && procs > 0 {
+		runtime.GOMAXPROCS(procs)
+	}
 	if _, ok := os.LookupEnv("GOGC"); !ok {
 		debug.SetGCPercent(gcPercent)
 	}
