@@ -284,8 +284,10 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 		c.rw = rw
 		c.down.hold = true
 	}
-	c.upBuf = bufio.NewReaderSize(c.up, 32<<10)
-	c.downBuf = bufio.NewReaderSize(c.down, 32<<10)
+	c.upBuf = getReader(c.up)
+	c.downBuf = getReader(c.down)
+	defer putReader(c.upBuf)
+	defer putReader(c.downBuf)
 
 	stop := context.AfterFunc(ctx, func() { c.abort(ctx.Err()) })
 	defer stop()
@@ -314,6 +316,28 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 	c.stats.BytesUp = c.up.n
 	c.stats.BytesDown = c.down.n
 	return c.stats
+}
+
+// readBufSize is the read buffer of each side of a connection: a message
+// head must fit in it (MaxHeaderBytes beyond it still parses, in steps).
+const readBufSize = 32 << 10
+
+// readers keeps the sides' read buffers between connections: a connection
+// per request (Connection: close, TLS per request) would otherwise
+// allocate 64 KiB that the collector must reclaim.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+
+func getReader(r io.Reader) *bufio.Reader {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+// putReader returns br once nothing reads it: Relay returns only after
+// both sides and every record ended.
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readers.Put(br)
 }
 
 func prefixed(prefix []byte, r io.Reader) io.Reader {
