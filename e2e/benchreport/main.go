@@ -4,6 +4,8 @@
 // chaperone-sidecar with full recording on (redirect rules, original
 // destination, HTTP/1.1 recorder, spool, JetStream, server ingest). It
 // prints p50/p99 latency, requests/s and the sidecar's RSS, with ratios.
+// Every run is repeated --rounds times, the paths interleaved within each
+// round, and the report shows each path's median round and the spread.
 //
 // `make bench` runs it; it needs root, nginx and wrk (Debian packages
 // nginx-light and wrk).
@@ -28,6 +30,7 @@ import (
 type config struct {
 	binDir   string
 	duration time.Duration
+	rounds   int
 	conns    []int
 	tls      bool
 	http     bool
@@ -38,6 +41,7 @@ func main() {
 	var cfg config
 	flag.StringVar(&cfg.binDir, "bin", "bin", "directory with the chaperone binaries")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each wrk run")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "how many times every run is repeated (paths interleaved; the report shows the median round)")
 	flag.BoolVar(&cfg.tls, "tls", true, "run the HTTPS case")
 	flag.BoolVar(&cfg.http, "http", true, "run the plain HTTP case")
 	flag.Parse()
@@ -79,6 +83,9 @@ func (c *config) validate() error {
 	}
 	if c.duration < time.Second {
 		return errors.New("--duration must be at least 1s")
+	}
+	if c.rounds < 1 {
+		return errors.New("--rounds must be at least 1")
 	}
 	return nil
 }

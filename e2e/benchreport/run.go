@@ -75,7 +75,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
-	reportTLS(os.Stdout, cfg, tlsResults)
+	reportTLS(os.Stdout, cfg, summarize(tlsResults))
 	return nil
 }
 
@@ -93,16 +93,41 @@ func runHTTPCase(ctx context.Context, cfg config, work string, srv *localserver.
 	}
 	defer ngx.stop()
 
+	// Each round runs every path, so a slow phase of the shared machine
+	// hits them alike instead of one path's every run.
+	var results []result
+	var mem sidecarMemory
+	for round := 1; round <= cfg.rounds; round++ {
+		plainResults, err := runHTTPPlain(ctx, cfg, plain, up.Addr().String(), ngx)
+		if err != nil {
+			return fmt.Errorf("round %d: %w", round, err)
+		}
+		results = append(results, plainResults...)
+		side, err := runSidecarCase(ctx, cfg, srv, recorded, "http://"+up.Addr().String()+"/", log)
+		if err != nil {
+			return fmt.Errorf("round %d: %w", round, err)
+		}
+		results = append(results, side.results...)
+		mem.add(side)
+	}
+
+	report(os.Stdout, cfg, summarize(results), mem)
+	return nil
+}
+
+// runHTTPPlain runs wrk straight to the upstream and through nginx, once
+// for every connection count, with nginx's CPU per request.
+func runHTTPPlain(ctx context.Context, cfg config, plain *sandbox.Sandbox, upstream string, ngx *nginx) ([]result, error) {
 	var results []result
 	for _, c := range cfg.conns {
 		for _, tc := range []struct{ name, url string }{
-			{"direct", "http://" + up.Addr().String() + "/"},
+			{"direct", "http://" + upstream + "/"},
 			{"nginx", "http://" + ngx.addr + "/"},
 		} {
 			cpu0, _ := treeCPU(ngx.pid)
 			w, err := wrkIn(ctx, plain, tc.url, c, cfg.duration)
 			if err != nil {
-				return fmt.Errorf("%s: %w", tc.name, err)
+				return nil, fmt.Errorf("%s: %w", tc.name, err)
 			}
 			r := result{name: tc.name, conns: c, wrk: w}
 			if tc.name == "nginx" {
@@ -113,26 +138,37 @@ func runHTTPCase(ctx context.Context, cfg config, work string, srv *localserver.
 			results = append(results, r)
 		}
 	}
-
-	side, err := runSidecarCase(ctx, cfg, srv, recorded, "http://"+up.Addr().String()+"/", log)
-	if err != nil {
-		return err
-	}
-	results = append(results, side.results...)
-
-	report(os.Stdout, cfg, results, side)
-	return nil
+	return results, nil
 }
 
-// sidecarCase is the sidecar's share of the report.
+// sidecarCase is the sidecar's share of the report from one round.
 type sidecarCase struct {
 	results []result
 	idleRSS int64
 	peakRSS int64
 }
 
-// runSidecarCase runs every wrk load as one recorded session, so the
-// sidecar's idle and peak memory cover the whole load.
+// sidecarMemory is the sidecar's RSS over the rounds' sessions: the range
+// of their idle RSS (each taken before its session's first load) and the
+// highest peak.
+type sidecarMemory struct {
+	sessions         int
+	idleMin, idleMax int64
+	peak             int64
+}
+
+func (m *sidecarMemory) add(sc sidecarCase) {
+	if m.sessions == 0 || sc.idleRSS < m.idleMin {
+		m.idleMin = sc.idleRSS
+	}
+	m.idleMax = max(m.idleMax, sc.idleRSS)
+	m.peak = max(m.peak, sc.peakRSS)
+	m.sessions++
+}
+
+// runSidecarCase runs every wrk load of a round as one recorded session,
+// so the sidecar's idle memory is taken before any load and its peak
+// covers the whole round.
 func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb *sandbox.Sandbox, url string, log *slog.Logger) (sidecarCase, error) {
 	var sc sidecarCase
 	var script strings.Builder
@@ -355,12 +391,13 @@ func launchNginx(ctx context.Context, dir, addr, conf string) (*nginx, error) {
 	return nil, fmt.Errorf("nginx did not listen on %s: %s", addr, stderr.String())
 }
 
-func report(w io.Writer, cfg config, results []result, sc sidecarCase) {
-	fmt.Fprintf(w, "\nHTTP/1.1 keep-alive, 1 KiB responses, wrk %s per run\n\n", cfg.duration)
-	fmt.Fprintf(w, "%-9s %6s %10s %10s %12s\n", "path", "conns", "p50", "p99", "req/s")
+func report(w io.Writer, cfg config, results []summary, mem sidecarMemory) {
+	fmt.Fprintf(w, "\nHTTP/1.1 keep-alive, 1 KiB responses, wrk %s per run\n", cfg.duration)
+	fmt.Fprint(w, roundsLine(cfg))
+	fmt.Fprintf(w, "%-9s %6s %10s %10s %12s %15s\n", "path", "conns", "p50", "p99", "req/s", "req/s spread")
 	get := map[string]wrkResult{}
 	for _, r := range results {
-		fmt.Fprintf(w, "%-9s %6d %10s %10s %12.0f\n", r.name, r.conns, r.wrk.p50, r.wrk.p99, r.wrk.rps)
+		fmt.Fprintf(w, "%-9s %6d %10s %10s %12.0f %15s\n", r.name, r.conns, r.wrk.p50, r.wrk.p99, r.wrk.rps, r.spread())
 		get[fmt.Sprintf("%s/%d", r.name, r.conns)] = r.wrk
 	}
 	fmt.Fprintln(w)
@@ -370,14 +407,30 @@ func report(w io.Writer, cfg config, results []result, sc sidecarCase) {
 		fmt.Fprintf(w, "%2d conns: added p50 nginx %v, sidecar %v (sidecar/nginx %.2f, target ≤ 1.00); throughput sidecar/nginx %.2f (target ≥ 0.80 at 16)\n",
 			c, addN, addS, ratio(float64(addS), float64(addN)), ratio(s.rps, n.rps))
 	}
-	fmt.Fprintln(w, "CPU per request (user+system, the sidecar's until its spool and the server's ingest caught up):")
+	fmt.Fprintln(w, "CPU per request (user+system, the sidecar's until its spool and the server's ingest caught up; median over rounds):")
 	for _, c := range cfg.conns {
 		nc, sc := cpuOf(results, "nginx", c), cpuOf(results, "sidecar", c)
 		fmt.Fprintf(w, "%2d conns: nginx %s; sidecar %s (%.1f× nginx) + chaperone-server %s = %s\n",
 			c, micros(nc.proxy), micros(sc.proxy), ratio(float64(sc.proxy), float64(nc.proxy)), micros(sc.srv), micros(sc.proxy+sc.srv))
 	}
-	fmt.Fprintf(w, "sidecar RSS: idle %.1f MiB (target < 15), peak %.1f MiB (target < 40)\n",
-		float64(sc.idleRSS)/(1<<20), float64(sc.peakRSS)/(1<<20))
+	fmt.Fprintf(w, "sidecar RSS over %d sessions: idle %s MiB (target < 15), peak %.1f MiB (target < 40)\n",
+		mem.sessions, mibRange(mem.idleMin, mem.idleMax), float64(mem.peak)/(1<<20))
+}
+
+// roundsLine says how the table's rows were chosen from the rounds.
+func roundsLine(cfg config) string {
+	return fmt.Sprintf("%d rounds, paths interleaved; each row is the path's median round by req/s (p50/p99 of that round), "+
+		"req/s spread is min–max over the rounds, ratios are of the medians\n\n", cfg.rounds)
+}
+
+// mibRange prints a range of byte counts in MiB, one number when they
+// round alike.
+func mibRange(lo, hi int64) string {
+	l, h := fmt.Sprintf("%.1f", float64(lo)/(1<<20)), fmt.Sprintf("%.1f", float64(hi)/(1<<20))
+	if l == h {
+		return l
+	}
+	return l + "–" + h
 }
 
 func ratio(a, b float64) float64 {
@@ -387,7 +440,7 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-func cpuOf(results []result, name string, conns int) cpuUse {
+func cpuOf(results []summary, name string, conns int) cpuUse {
 	for _, r := range results {
 		if r.name == name && r.conns == conns {
 			return r.cpu

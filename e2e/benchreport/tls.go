@@ -186,13 +186,34 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 		return nil, err
 	}
 	defer ngx.stop()
-	self := os.Getpid()
+	// Each round runs every path, so a slow phase of the shared machine
+	// hits them alike instead of one path's every run.
+	var results []result
+	for round := 1; round <= cfg.rounds; round++ {
+		plainResults, err := runTLSPlain(ctx, cfg, plain, up.Addr().String(), ngx, script, &hs)
+		if err != nil {
+			return nil, fmt.Errorf("round %d: %w", round, err)
+		}
+		results = append(results, plainResults...)
+		side, err := runTLSSidecar(ctx, cfg, srv, recorded, "https://"+up.Addr().String()+"/", f.caFile, script, &hs, log)
+		if err != nil {
+			return nil, fmt.Errorf("round %d: %w", round, err)
+		}
+		results = append(results, side...)
+	}
+	return results, nil
+}
 
+// runTLSPlain runs wrk straight to the upstream and through nginx, once
+// for every mode and connection count, with the CPU per request of nginx
+// and of the upstream (this process, which does nothing else meanwhile).
+func runTLSPlain(ctx context.Context, cfg config, plain *sandbox.Sandbox, upstream string, ngx *nginx, script string, hs *handshakes) ([]result, error) {
+	self := os.Getpid()
 	var results []result
 	for _, mode := range []string{modeKeepAlive, modeNewConn} {
 		for _, c := range cfg.conns {
 			for _, tc := range []struct{ name, url string }{
-				{"direct", "https://" + up.Addr().String() + "/"},
+				{"direct", "https://" + upstream + "/"},
 				{"nginx", "https://" + ngx.addr + "/"},
 			} {
 				ngx0, _ := treeCPU(ngx.pid)
@@ -215,15 +236,12 @@ func runTLSCase(ctx context.Context, cfg config, work string, srv *localserver.S
 			}
 		}
 	}
-	side, err := runTLSSidecar(ctx, cfg, srv, recorded, "https://"+up.Addr().String()+"/", f.caFile, script, &hs, log)
-	if err != nil {
-		return nil, err
-	}
-	return append(results, side...), nil
+	return results, nil
 }
 
-// runTLSSidecar runs every load through the sidecar as one recorded
-// session, with a pause after each run that lets its recording finish.
+// runTLSSidecar runs every load of a round through the sidecar as one
+// recorded session, with a pause after each run that lets its recording
+// finish.
 func runTLSSidecar(ctx context.Context, cfg config, srv *localserver.Server, sb *sandbox.Sandbox, url, caFile, script string, hs *handshakes, log *slog.Logger) ([]result, error) {
 	var sh strings.Builder
 	// Warm the leaf cache (the target is for a cached leaf) and the
@@ -317,23 +335,24 @@ func watchCPU(pid, srvPID int, hs *handshakes, l *cpuLog) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-func reportTLS(w io.Writer, cfg config, results []result) {
+func reportTLS(w io.Writer, cfg config, results []summary) {
 	fmt.Fprintf(w, "\nHTTPS (HTTP/1.1 over TLS), 1 KiB responses, wrk %s per run; sidecar intercepts, nginx terminates and re-encrypts (upstream verified, keep-alive)\n", cfg.duration)
-	fmt.Fprint(w, "CPU per request: the proxy's (nginx, or the sidecar until its spool caught up), chaperone-server's, the upstream's; up resumed: the share of the upstream's TLS handshakes that resumed a session\n\n")
-	fmt.Fprintf(w, "%-20s %6s %10s %10s %10s %10s %10s %10s %10s\n", "path", "conns", "p50", "p99", "req/s", "cpu proxy", "cpu server", "cpu up", "up resumed")
-	get := map[string]result{}
+	fmt.Fprint(w, "CPU per request (median over rounds): the proxy's (nginx, or the sidecar until its spool caught up), chaperone-server's, the upstream's; up resumed: the share of the upstream's TLS handshakes that resumed a session\n")
+	fmt.Fprint(w, roundsLine(cfg))
+	fmt.Fprintf(w, "%-20s %6s %10s %10s %10s %13s %10s %10s %10s %10s\n", "path", "conns", "p50", "p99", "req/s", "req/s spread", "cpu proxy", "cpu server", "cpu up", "up resumed")
+	get := map[string]summary{}
 	for _, r := range results {
 		resumed := "-"
 		if r.upResumed >= 0 {
 			resumed = fmt.Sprintf("%.0f%%", 100*r.upResumed)
 		}
-		fmt.Fprintf(w, "%-20s %6d %10s %10s %10.0f %10s %10s %10s %10s\n", r.name, r.conns, r.wrk.p50, r.wrk.p99, r.wrk.rps,
+		fmt.Fprintf(w, "%-20s %6d %10s %10s %10.0f %13s %10s %10s %10s %10s\n", r.name, r.conns, r.wrk.p50, r.wrk.p99, r.wrk.rps, r.spread(),
 			microsOrDash(r.cpu.proxy), microsOrDash(r.cpu.srv), microsOrDash(r.cpu.up), resumed)
 		get[fmt.Sprintf("%s/%d", r.name, r.conns)] = r
 	}
 	fmt.Fprintln(w)
 	for _, c := range cfg.conns {
-		k := func(path, mode string) result { return get[fmt.Sprintf("%s/%s/%d", path, mode, c)] }
+		k := func(path, mode string) summary { return get[fmt.Sprintf("%s/%s/%d", path, mode, c)] }
 		d, n, s := k("direct", modeKeepAlive).wrk, k("nginx", modeKeepAlive).wrk, k("sidecar", modeKeepAlive).wrk
 		addN, addS := n.p50-d.p50, s.p50-d.p50
 		fmt.Fprintf(w, "%2d conns keep-alive: added p50 nginx %v, sidecar %v (sidecar/nginx %.2f, target ≤ 1.00)\n",

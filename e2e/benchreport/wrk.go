@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -66,7 +67,8 @@ func parseWrk(s string) (wrkResult, error) {
 			return r, err
 		}
 		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[3]]
-		d := time.Duration(v * float64(unit))
+		// Rounded: 2.01ms is 2009999.99… ns in floating point.
+		d := time.Duration(math.Round(v * float64(unit)))
 		if m[1] == "50" {
 			r.p50 = d
 		} else {
