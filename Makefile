@@ -16,9 +16,9 @@ PKGS := ./...
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build every binary into bin/
+build: ## build every binary into bin/ (static: no libc to load or keep resident)
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
 
 demo: build ## record a scripted agent on this machine and replay it (root)
 	$(BIN)/chaperonectl demo

@@ -347,6 +347,11 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(base, ln) }()
 	releaseStartupMemory(log)
+	// Start-up goes on for a moment in the background (the NATS
+	// handshake, the policy watch's first update, the first events):
+	// release what that touched too, once.
+	trimLater := time.AfterFunc(startupSettle, func() { releaseStartupMemory(log) })
+	defer trimLater.Stop()
 	log.Info("sidecar proxy started", "session", c.Session, "listen", c.Listen, "admin", c.AdminAddr, "fail_open", c.FailOpen,
 		"mask_responses", c.MaskResponses, "llm", !c.NoLLM)
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"time"
 )
 
 // Runtime settings of the proxy, tuned for a sidecar that should stay
@@ -26,6 +27,9 @@ const (
 	// proxy, it also bounds what the sidecar can take from the agent's
 	// CPU. Pods that relay many TLS handshakes at once may want more.
 	DefaultProcs = 1
+	// startupSettle is when start-up's background work is over and its
+	// memory is released a second time.
+	startupSettle = time.Second
 )
 
 // tuneRuntime applies procs, gcPercent and memoryLimit unless the

@@ -198,7 +198,9 @@ func runSidecarCase(ctx context.Context, cfg config, srv *localserver.Server, sb
 		Logger:      log,
 		Started: func(s runner.Started) {
 			pid = s.SidecarPID
-			time.Sleep(500 * time.Millisecond) // let start-up garbage settle before the idle sample
+			// Idle is the steady state: the sidecar releases start-up memory
+			// once serving and again a second later.
+			time.Sleep(2 * time.Second)
 			sc.idleRSS, _ = procStatus(pid, "VmRSS")
 			polled.Add(1)
 			go func() {
