@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +34,9 @@ func (c *countingStore) Append(ctx context.Context, events []*event.Event) (stor
 
 // BenchmarkIngest measures sustained ingest from JetStream publish to
 // committed SQLite row, with 1 KiB events spread over 16 sessions. It
-// reports events/s and fails on any loss.
+// reports events/s and cpu-us/op (the process's CPU time per event: the
+// publishing client, the embedded JetStream server and ingest together)
+// and fails on any loss.
 func BenchmarkIngest(b *testing.B) {
 	_, js := startNATS(b)
 	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
@@ -56,6 +59,7 @@ func BenchmarkIngest(b *testing.B) {
 	startIngest(b, Options{Store: cs, JetStream: js, Registerer: reg})
 
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	start := time.Now()
 	ctx := context.Background()
 	for i := range n {
@@ -84,9 +88,19 @@ func BenchmarkIngest(b *testing.B) {
 	if got := cs.stored.Load(); got != int64(n) {
 		b.Fatalf("stored %d events, want %d", got, n)
 	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(n), "cpu-us/op")
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(cs.appendNanos.Load())/float64(n), "append-ns/event")
 	if batches := metricValue(b, reg, "chaperone_ingest_batches_total", nil); batches > 0 {
 		b.ReportMetric(float64(n)/batches, "events/batch")
 	}
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
