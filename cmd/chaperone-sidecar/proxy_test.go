@@ -155,13 +155,21 @@ func TestRunRecordsSession(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %v: %v", kinds, err)
 		}
-		var e event.Event
-		if err := json.Unmarshal(msg.Data(), &e); err != nil {
-			t.Fatal(err)
+		lines := [][]byte{msg.Data()}
+		if count := msg.Headers().Get(natsbus.EventsHeader); count != "" {
+			if lines, err = natsbus.SplitEvents(count, msg.Data()); err != nil {
+				t.Fatal(err)
+			}
 		}
-		kinds = append(kinds, string(e.Kind))
-		if e.Kind == event.KindConnOpen && (e.ConnOpen == nil || !strings.Contains(e.ConnOpen.Refused, "original destination")) {
-			t.Errorf("conn.open %+v", e.ConnOpen)
+		for _, l := range lines {
+			var e event.Event
+			if err := json.Unmarshal(l, &e); err != nil {
+				t.Fatal(err)
+			}
+			kinds = append(kinds, string(e.Kind))
+			if e.Kind == event.KindConnOpen && (e.ConnOpen == nil || !strings.Contains(e.ConnOpen.Refused, "original destination")) {
+				t.Errorf("conn.open %+v", e.ConnOpen)
+			}
 		}
 	}
 	if got := strings.Join(kinds, " "); got != "session.start conn.open session.end" {

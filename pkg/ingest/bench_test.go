@@ -2,11 +2,15 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,9 +36,22 @@ func (c *countingStore) Append(ctx context.Context, events []*event.Event) (stor
 }
 
 // BenchmarkIngest measures sustained ingest from JetStream publish to
-// committed SQLite row, with 1 KiB events spread over 16 sessions. It
-// reports events/s and fails on any loss.
+// committed SQLite row, with 1 KiB events spread over 16 sessions, sent
+// one event per message and in batches of 16 events per message (as a
+// sidecar sends a backlog). It reports events/s and cpu-us/op (the
+// process's CPU time per event: the publishing client, the embedded
+// JetStream server and ingest together) and fails on any loss.
 func BenchmarkIngest(b *testing.B) {
+	for _, per := range []int{1, 16} {
+		name := "single"
+		if per > 1 {
+			name = fmt.Sprintf("batch%d", per)
+		}
+		b.Run(name, func(b *testing.B) { benchIngest(b, per) })
+	}
+}
+
+func benchIngest(b *testing.B, per int) {
 	_, js := startNATS(b)
 	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
 	if err != nil {
@@ -45,23 +62,17 @@ func BenchmarkIngest(b *testing.B) {
 
 	const sessions = 16
 	n := b.N
-	payloads := make([][]byte, n)
-	ids := make([]string, n)
-	for i := range n {
-		e := newEvent("bench-"+string(rune('a'+i%sessions)), uint64(i/sessions+1), 1024)
-		payloads[i] = encode(b, e)
-		ids[i] = e.ID
-	}
+	msgs := benchMessages(b, n, sessions, per)
 	reg := prometheus.NewRegistry()
 	startIngest(b, Options{Store: cs, JetStream: js, Registerer: reg})
 
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	start := time.Now()
 	ctx := context.Background()
-	for i := range n {
-		subj := natsbus.EventSubject("bench-" + string(rune('a'+i%sessions)))
+	for _, m := range msgs {
 		for {
-			_, err := js.PublishAsync(subj, payloads[i], jetstream.WithMsgID(ids[i]))
+			_, err := js.PublishMsgAsync(m.msg, jetstream.WithMsgID(m.id))
 			if err == nil {
 				break
 			}
@@ -84,9 +95,57 @@ func BenchmarkIngest(b *testing.B) {
 	if got := cs.stored.Load(); got != int64(n) {
 		b.Fatalf("stored %d events, want %d", got, n)
 	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(n), "cpu-us/op")
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(cs.appendNanos.Load())/float64(n), "append-ns/event")
 	if batches := metricValue(b, reg, "chaperone_ingest_batches_total", nil); batches > 0 {
 		b.ReportMetric(float64(n)/batches, "events/batch")
 	}
+}
+
+type benchMsg struct {
+	msg *nats.Msg
+	id  string
+}
+
+// benchMessages encodes n events of the given sessions, round robin, into
+// messages of up to per events of one session each, the sessions' messages
+// interleaved.
+func benchMessages(b *testing.B, n, sessions, per int) []benchMsg {
+	lines := make([][][]byte, sessions)
+	ids := make([][]string, sessions)
+	for i := range n {
+		s := i % sessions
+		e := newEvent("bench-"+string(rune('a'+s)), uint64(i/sessions+1), 1024)
+		lines[s] = append(lines[s], encode(b, e))
+		ids[s] = append(ids[s], e.ID)
+	}
+	var out []benchMsg
+	for lo := 0; lo < len(lines[0]); lo += per {
+		for s := range sessions {
+			if lo >= len(lines[s]) {
+				continue
+			}
+			hi := min(lo+per, len(lines[s]))
+			m := nats.NewMsg(natsbus.EventSubject("bench-" + string(rune('a'+s))))
+			if per == 1 {
+				m.Data = lines[s][lo]
+				out = append(out, benchMsg{msg: m, id: ids[s][lo]})
+				continue
+			}
+			m.Data = batchData(lines[s][lo:hi]...)
+			m.Header.Set(natsbus.EventsHeader, strconv.Itoa(hi-lo))
+			out = append(out, benchMsg{msg: m, id: natsbus.BatchMsgID(ids[s][lo], hi-lo)})
+		}
+	}
+	return out
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -40,19 +40,39 @@ func (r *rejection) Error() string { return r.reason + ": " + r.err.Error() }
 
 func reject(reason string, err error) *rejection { return &rejection{reason: reason, err: err} }
 
-// parsed is one message turned into what the store takes: exactly one of
-// ev and blob is set.
+// parsed is one message turned into what the store takes: an event, a
+// blob, or the events of a batch and those of its lines that cannot be
+// stored.
 type parsed struct {
-	ev   *event.Event
-	blob *store.Blob
+	ev    *event.Event
+	blob  *store.Blob
+	batch []*event.Event
+	bad   []badEvent
+}
+
+// badEvent is a line of a batch message that cannot be stored.
+type badEvent struct {
+	index int // of the line in the batch, from 0
+	data  []byte
+	rej   *rejection
 }
 
 // parse checks one message by its subject, headers and data. It never
-// fails for a reason a retry could fix.
+// fails for a reason a retry could fix. A batch whose framing is wrong is
+// rejected whole; a batch whose lines are events, some of them bad, is
+// not: its bad lines are listed and the good events kept.
 func parse(subject string, header map[string][]string, data []byte) (parsed, *rejection) {
 	switch {
 	case strings.HasPrefix(subject, natsbus.EventSubjectPrefix):
-		ev, rej := parseEvent(strings.TrimPrefix(subject, natsbus.EventSubjectPrefix), data)
+		session := strings.TrimPrefix(subject, natsbus.EventSubjectPrefix)
+		if v, ok := header[natsbus.EventsHeader]; ok {
+			count := ""
+			if len(v) > 0 {
+				count = v[0]
+			}
+			return parseBatch(session, count, data)
+		}
+		ev, rej := parseEvent(session, data)
 		return parsed{ev: ev}, rej
 	case strings.HasPrefix(subject, natsbus.BlobSubjectPrefix):
 		var ref string
@@ -64,6 +84,26 @@ func parse(subject string, header map[string][]string, data []byte) (parsed, *re
 	default:
 		return parsed{}, reject(ReasonUnknownSubject, fmt.Errorf("subject %q", subject))
 	}
+}
+
+// parseBatch splits a batch message published for session subjSession
+// into its events; count is its natsbus.EventsHeader. Every line gets the
+// checks of a single event.
+func parseBatch(subjSession, count string, data []byte) (parsed, *rejection) {
+	lines, err := natsbus.SplitEvents(count, data)
+	if err != nil {
+		return parsed{}, reject(ReasonMalformed, err)
+	}
+	p := parsed{batch: make([]*event.Event, 0, len(lines))}
+	for i, l := range lines {
+		ev, rej := parseEvent(subjSession, l)
+		if rej != nil {
+			p.bad = append(p.bad, badEvent{index: i, data: l, rej: rej})
+			continue
+		}
+		p.batch = append(p.batch, ev)
+	}
+	return p, nil
 }
 
 // parseEvent decodes an event published for session subjSession.

@@ -6,11 +6,19 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 )
 
 // fetchWait is how long one pull request stays open on the server. It
 // bounds how long a stop waits for the request in flight.
 const fetchWait = time.Second
+
+// fetchMaxBytes bounds the data one pull request brings, now that a
+// message may be a batch of events: within the client's pending limit for
+// a subscription (64 MiB), and room for the largest message the stream
+// takes, which a request must always be able to carry.
+const fetchMaxBytes = 2 * natsbus.MaxPayload
 
 // fetcher turns consecutive pull requests into one message sequence. Unlike
 // a long-lived subscription it always knows which request is open, so a
@@ -29,7 +37,7 @@ func (f *fetcher) next(ctx context.Context) (jetstream.Msg, error) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			b, err := f.cons.Fetch(f.size, jetstream.FetchMaxWait(f.wait))
+			b, err := f.cons.Fetch(f.size, jetstream.FetchMaxWait(f.wait), jetstream.FetchMaxBytes(fetchMaxBytes))
 			if err != nil {
 				return nil, fmt.Errorf("fetch: %w", err)
 			}

@@ -48,8 +48,9 @@ type Options struct {
 	// Registerer receives the ingest metrics; nil registers nothing. Use a
 	// registry per Ingester: a second registration fails.
 	Registerer prometheus.Registerer
-	// BatchSize is the most messages written in one store call
-	// (default DefaultBatchSize).
+	// BatchSize is how many events are collected for one store call
+	// (default DefaultBatchSize). A message is never split, so a batch of
+	// messages may pass it by the events of its last message.
 	BatchSize int
 	// Linger is how long a batch waits for more messages once it has one
 	// (default DefaultLinger). Under load batches fill without waiting.
@@ -58,7 +59,7 @@ type Options struct {
 	// (default DefaultAckWait).
 	AckWait time.Duration
 	// MaxAckPending bounds the messages delivered and not yet acked
-	// (default 20 batches).
+	// (default 20 × BatchSize).
 	MaxAckPending int
 	// CommitTimeout bounds one store write, also the last one during a
 	// graceful stop (default DefaultCommitTimeout).
@@ -199,7 +200,7 @@ func (in *Ingester) prepareLoop(ctx context.Context, f *fetcher, out chan<- *bat
 }
 
 // collect blocks for one message, then takes whatever else arrives within
-// Linger, up to BatchSize.
+// Linger, up to BatchSize events.
 func (in *Ingester) collect(ctx context.Context, f *fetcher) ([]jetstream.Msg, error) {
 	first, err := f.next(ctx)
 	if err != nil {
@@ -207,9 +208,10 @@ func (in *Ingester) collect(ctx context.Context, f *fetcher) ([]jetstream.Msg, e
 	}
 	msgs := make([]jetstream.Msg, 1, in.o.BatchSize)
 	msgs[0] = first
+	events := eventCount(first)
 	lctx, cancel := context.WithTimeout(ctx, in.o.Linger)
 	defer cancel()
-	for len(msgs) < in.o.BatchSize {
+	for events < in.o.BatchSize {
 		m, err := f.next(lctx)
 		if err != nil {
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
@@ -218,8 +220,24 @@ func (in *Ingester) collect(ctx context.Context, f *fetcher) ([]jetstream.Msg, e
 			return msgs, err
 		}
 		msgs = append(msgs, m)
+		events += eventCount(m)
 	}
 	return msgs, nil
+}
+
+// eventCount is how many events m says it carries: its
+// natsbus.EventsHeader, else one. A bad header counts one; parsing
+// rejects it later.
+func eventCount(m jetstream.Msg) int {
+	v := m.Headers()[natsbus.EventsHeader]
+	if len(v) == 0 {
+		return 1
+	}
+	n, err := natsbus.ParseEventCount(v[0])
+	if err != nil {
+		return 1
+	}
+	return n
 }
 
 // batch is a decoded set of messages ready for the store.
@@ -233,8 +251,9 @@ type batch struct {
 	last   jetstream.Msg
 }
 
-// prepare decodes and checks msgs. Bad messages are dead-lettered here;
-// events repeated inside the batch are dropped.
+// prepare decodes and checks msgs. Bad messages, and the bad events of
+// batch messages, are dead-lettered here; events repeated inside the
+// batch are dropped.
 func (in *Ingester) prepare(ctx context.Context, msgs []jetstream.Msg) *batch {
 	b := &batch{start: time.Now(), size: len(msgs), good: make([]jetstream.Msg, 0, len(msgs)), last: msgs[len(msgs)-1]}
 	// Bad messages are handled even while stopping.
@@ -247,20 +266,31 @@ func (in *Ingester) prepare(ctx context.Context, msgs []jetstream.Msg) *batch {
 			in.deadLetter(wctx, m, rej)
 			continue
 		}
+		if len(p.bad) > 0 && !in.deadLetterEvents(wctx, m, p.bad) {
+			continue // the whole message comes again
+		}
 		b.good = append(b.good, m)
 		switch {
 		case p.ev != nil:
-			if _, ok := seen[p.ev.ID]; ok {
-				b.dups++
-				continue
-			}
-			seen[p.ev.ID] = struct{}{}
-			b.events = append(b.events, p.ev)
+			b.addEvent(p.ev, seen)
 		case p.blob != nil:
 			b.blobs = append(b.blobs, *p.blob)
 		}
+		for _, ev := range p.batch {
+			b.addEvent(ev, seen)
+		}
 	}
 	return b
+}
+
+// addEvent adds ev unless the batch has it already.
+func (b *batch) addEvent(ev *event.Event, seen map[string]struct{}) {
+	if _, ok := seen[ev.ID]; ok {
+		b.dups++
+		return
+	}
+	seen[ev.ID] = struct{}{}
+	b.events = append(b.events, ev)
 }
 
 type parseResult struct {
@@ -269,33 +299,45 @@ type parseResult struct {
 }
 
 // parseAll parses msgs on every CPU: decoding is the costliest step of
-// ingest after the store write.
+// ingest after the store write. Each goroutine takes a run of messages
+// of about the same number of bytes, as a message may be one event or a
+// batch of hundreds.
 func parseAll(msgs []jetstream.Msg) []parseResult {
 	out := make([]parseResult, len(msgs))
-	workers := min(runtime.GOMAXPROCS(0), (len(msgs)+minPerWorker-1)/minPerWorker)
+	total := 0
+	for _, m := range msgs {
+		total += len(m.Data())
+	}
+	workers := min(runtime.GOMAXPROCS(0), total/minBytesPerWorker+1, len(msgs))
 	if workers <= 1 {
-		for i, m := range msgs {
-			out[i].p, out[i].rej = parse(m.Subject(), m.Headers(), m.Data())
-		}
+		parseRange(msgs, out)
 		return out
 	}
 	var wg sync.WaitGroup
-	chunk := (len(msgs) + workers - 1) / workers
-	for lo := 0; lo < len(msgs); lo += chunk {
-		hi := min(lo+chunk, len(msgs))
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				m := msgs[i]
-				out[i].p, out[i].rej = parse(m.Subject(), m.Headers(), m.Data())
-			}
-		})
+	per := total / workers
+	lo := 0
+	for w := range workers {
+		hi, size := lo, 0
+		for hi < len(msgs) && (size < per || w == workers-1) {
+			size += len(msgs[hi].Data())
+			hi++
+		}
+		part, res := msgs[lo:hi], out[lo:hi]
+		wg.Go(func() { parseRange(part, res) })
+		lo = hi
 	}
 	wg.Wait()
 	return out
 }
 
-// minPerWorker keeps small batches on one goroutine.
-const minPerWorker = 64
+func parseRange(msgs []jetstream.Msg, out []parseResult) {
+	for i, m := range msgs {
+		out[i].p, out[i].rej = parse(m.Subject(), m.Headers(), m.Data())
+	}
+}
+
+// minBytesPerWorker keeps small batches on one goroutine.
+const minBytesPerWorker = 64 << 10
 
 // store commits a batch and acknowledges it. A store error is retried in
 // place with back-off, which keeps the session order; while retrying the
@@ -410,26 +452,76 @@ func (in *Ingester) commit(ctx context.Context, blobs []store.Blob, events []*ev
 // copy cannot be published, m is left for redelivery instead.
 func (in *Ingester) deadLetter(ctx context.Context, m jetstream.Msg, rej *rejection) {
 	log := in.log.With(slog.String("subject", m.Subject()), slog.String("reason", rej.reason), slog.Any("error", rej.err))
-	dl := nats.NewMsg(natsbus.DeadLetterSubject)
-	dl.Data = m.Data()
-	dl.Header.Set(natsbus.ReasonHeader, rej.reason)
-	dl.Header.Set(natsbus.ErrorHeader, truncate(rej.err.Error(), 1024))
-	dl.Header.Set(natsbus.SubjectHeader, m.Subject())
-	var opts []jetstream.PublishOpt
-	if md, err := m.Metadata(); err == nil {
+	id := ""
+	if seq, ok := streamSeq(m); ok {
 		// A redelivered bad message is dead-lettered once.
-		opts = append(opts, jetstream.WithMsgID("deadletter-"+strconv.FormatUint(md.Sequence.Stream, 10)))
+		id = "deadletter-" + seq
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := in.o.JetStream.PublishMsg(pctx, dl, opts...); err != nil {
+	if err := in.publishDeadLetter(ctx, m.Subject(), m.Data(), rej, id); err != nil {
 		log.Error("dead-letter publish, message left for redelivery", slog.Any("publish_error", err))
-		_ = m.NakWithDelay(5 * time.Second)
+		_ = m.NakWithDelay(deadLetterRetry)
 		return
 	}
 	in.m.deadLetters.WithLabelValues(rej.reason).Inc()
 	log.Warn("message dead-lettered")
 	_ = m.TermWithReason(rej.reason)
+}
+
+// deadLetterEvents copies each bad event of batch message m to the
+// dead-letter stream, as a message of its own. It returns false, and
+// leaves m for redelivery, if a copy cannot be published: the copies that
+// made it are then recognised by their message id.
+func (in *Ingester) deadLetterEvents(ctx context.Context, m jetstream.Msg, bad []badEvent) bool {
+	seq, hasSeq := streamSeq(m)
+	for _, be := range bad {
+		log := in.log.With(slog.String("subject", m.Subject()), slog.Int("index", be.index),
+			slog.String("reason", be.rej.reason), slog.Any("error", be.rej.err))
+		id := ""
+		if hasSeq {
+			id = "deadletter-" + seq + "-" + strconv.Itoa(be.index)
+		}
+		if err := in.publishDeadLetter(ctx, m.Subject(), be.data, be.rej, id); err != nil {
+			log.Error("dead-letter publish, batch message left for redelivery", slog.Any("publish_error", err))
+			_ = m.NakWithDelay(deadLetterRetry)
+			return false
+		}
+		in.m.deadLetters.WithLabelValues(be.rej.reason).Inc()
+		log.Warn("event of a batch dead-lettered")
+	}
+	return true
+}
+
+// deadLetterRetry is how long a message whose dead-letter copy could not
+// be published waits for redelivery.
+const deadLetterRetry = 5 * time.Second
+
+// publishDeadLetter publishes data, first published on subject, to the
+// dead-letter stream with the reason; msgID, if set, de-duplicates it.
+func (in *Ingester) publishDeadLetter(ctx context.Context, subject string, data []byte, rej *rejection, msgID string) error {
+	dl := nats.NewMsg(natsbus.DeadLetterSubject)
+	dl.Data = data
+	dl.Header.Set(natsbus.ReasonHeader, rej.reason)
+	dl.Header.Set(natsbus.ErrorHeader, truncate(rej.err.Error(), 1024))
+	dl.Header.Set(natsbus.SubjectHeader, subject)
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := in.o.JetStream.PublishMsg(pctx, dl, opts...); err != nil {
+		return fmt.Errorf("publish dead letter: %w", err)
+	}
+	return nil
+}
+
+// streamSeq is m's sequence in the stream, in decimal.
+func streamSeq(m jetstream.Msg) (string, bool) {
+	md, err := m.Metadata()
+	if err != nil {
+		return "", false
+	}
+	return strconv.FormatUint(md.Sequence.Stream, 10), true
 }
 
 func truncate(s string, n int) string {

@@ -8,8 +8,9 @@ package natsbus
 const (
 	// EventsStream holds every event and blob until the server stored it.
 	EventsStream = "CHAPERONE_EVENTS"
-	// EventSubjectPrefix + session carries that session's events, one JSON
-	// event per message with the event id as Nats-Msg-Id.
+	// EventSubjectPrefix + session carries that session's events. A
+	// message is one JSON event with the event id as Nats-Msg-Id, or a
+	// batch of events (see EventsHeader).
 	EventSubjectPrefix = "chaperone.events."
 	// BlobSubjectPrefix + session carries bodies stored by content hash; the
 	// message data is the raw bytes, header BlobRefHeader names the ref and

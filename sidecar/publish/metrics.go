@@ -15,6 +15,7 @@ type metrics struct {
 	dropped         prometheus.Counter
 	refusedFull     prometheus.Counter
 	refusedError    prometheus.Counter
+	messageEvents   prometheus.Histogram
 	inFlight        prometheus.Gauge
 	connected       prometheus.Gauge
 }
@@ -45,11 +46,16 @@ func newMetrics(reg prometheus.Registerer, sp *spool.Spool) *metrics {
 		publishedBlobs:  published.WithLabelValues("blob"),
 		acked: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "acked_total",
-			Help: "Messages acknowledged by JetStream.",
+			Help: "Spooled records (events and blobs) acknowledged by JetStream.",
 		}),
 		resent: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "resent_total",
-			Help: "Messages sent again after a failure or restart.",
+			Help: "Spooled records sent again after a failure or restart.",
+		}),
+		messageEvents: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "message_events",
+			Help:    "Events per message sent to JetStream (several when the spool held a backlog).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 		}),
 		dropped: f.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "dropped_total",
@@ -59,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, sp *spool.Spool) *metrics {
 		refusedError: refused.WithLabelValues("error"),
 		inFlight: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "in_flight",
-			Help: "Messages sent to JetStream and awaiting acknowledgement.",
+			Help: "Messages (an event, a batch of events or a blob) sent to JetStream and awaiting acknowledgement.",
 		}),
 		connected: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "nats_connected",

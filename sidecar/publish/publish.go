@@ -19,8 +19,10 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultMaxInFlight = 4096
-	DefaultAckTimeout  = 5 * time.Second
+	DefaultMaxInFlight    = 4096
+	DefaultAckTimeout     = 5 * time.Second
+	DefaultMaxBatchBytes  = 128 << 10
+	DefaultMaxBatchEvents = 256
 )
 
 // maxKeptEncodeBuf bounds the encoding buffer kept between events, so that
@@ -67,6 +69,13 @@ type Options struct {
 	// AckTimeout is how long to wait for one ack before resending from the
 	// oldest unacknowledged record (default 5s).
 	AckTimeout time.Duration
+	// MaxBatchBytes and MaxBatchEvents bound a message that carries several
+	// events (defaults 128 KiB and 256; a batch also stays under half the
+	// server's max payload). The sender batches only events already in the
+	// spool when it reads, so batching adds no latency. MaxBatchEvents 1
+	// sends one event per message, for a server that predates batches.
+	MaxBatchBytes  int
+	MaxBatchEvents int
 	// Logger receives state changes; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil leaves them unregistered.
@@ -86,10 +95,13 @@ type Publisher struct {
 	m        *metrics
 
 	// The sender's state: the reply subjects' prefix, the window of
-	// messages awaiting their ack, and the next message id (sender only).
+	// messages awaiting their ack, the next message id and the packer
+	// (sender only), and the ack handler's buffer of positions.
 	replyPrefix string
 	fl          *flight
 	nextID      uint64
+	pack        *packer
+	ackPos      []spool.Pos
 
 	mu     sync.Mutex // orders sequence numbers with spool appends
 	seq    uint64
@@ -121,6 +133,12 @@ func New(ctx context.Context, opts Options) (*Publisher, error) {
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = DefaultAckTimeout
 	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if opts.MaxBatchEvents <= 0 {
+		opts.MaxBatchEvents = DefaultMaxBatchEvents
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -134,6 +152,7 @@ func New(ctx context.Context, opts Options) (*Publisher, error) {
 		connCh:   make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		fl:       newFlight(opts.MaxInFlight),
+		pack:     newPacker(opts.MaxBatchEvents),
 	}
 	if p.sp == nil {
 		if opts.SpoolDir == "" {

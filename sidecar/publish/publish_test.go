@@ -190,14 +190,12 @@ func TestNATSAway(t *testing.T) {
 	waitDrained(t, p, 30*time.Second)
 
 	got := ns.readStream(ctx)
-	ids := map[string]bool{}
 	seqs := map[uint64]bool{}
 	for _, m := range got {
-		ids[m.msgID] = true
 		seqs[m.seq] = true
 	}
-	if len(got) != published || len(ids) != published {
-		t.Fatalf("stream holds %d messages, %d distinct, want %d", len(got), len(ids), published)
+	if n := distinct(t, got); n != published {
+		t.Fatalf("stream holds %d events, %d distinct, want %d", len(got), n, published)
 	}
 	for s := uint64(1); s <= uint64(published); s++ {
 		if !seqs[s] {
@@ -429,11 +427,7 @@ func TestNoStreamThenStream(t *testing.T) {
 	ns.createStream()
 	waitDrained(t, p, 30*time.Second)
 	got := ns.readStream(t.Context())
-	ids := map[string]bool{}
-	for _, m := range got {
-		ids[m.msgID] = true
-	}
-	if len(got) != n || len(ids) != n {
-		t.Fatalf("stream holds %d messages, %d distinct, want %d", len(got), len(ids), n)
+	if d := distinct(t, got); d != n {
+		t.Fatalf("stream holds %d events, %d distinct, want %d", len(got), d, n)
 	}
 }

@@ -6,15 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"strconv"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 	"github.com/chaperone-dev/chaperone/sidecar/spool"
 )
 
@@ -27,6 +26,11 @@ const (
 	// gatherDelay is how long the sender, woken by an append after it
 	// caught up, waits for more appends before sending.
 	gatherDelay = time.Millisecond
+	// maxInFlightBytes bounds the data awaiting JetStream's answer, now
+	// that a message may carry a batch: enough to keep a link busy, little
+	// enough that an ack timeout means trouble, not a long queue. One
+	// message always goes, however large.
+	maxInFlightBytes = 8 << 20
 )
 
 var (
@@ -40,92 +44,6 @@ var (
 // asynchronous publish does, without a future, two channels, a timer and
 // a JSON decoding per message.
 
-// flight is the window of messages sent and not yet acknowledged, in send
-// order, shared by the sender and the ack handler.
-type flight struct {
-	mu    sync.Mutex
-	ring  []sent
-	head  int    // index of the oldest
-	count int    // messages in the window
-	base  uint64 // id of the oldest; ids below it are from an earlier epoch
-	acked int64  // acknowledgements in this epoch
-	err   error  // first refusal JetStream answered with in this epoch
-	wake  chan struct{}
-}
-
-type sent struct {
-	pos   spool.Pos
-	at    time.Time
-	acked bool
-}
-
-func newFlight(size int) *flight {
-	return &flight{ring: make([]sent, size), wake: make(chan struct{}, 1)}
-}
-
-func (f *flight) signal() {
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-}
-
-// reset starts an epoch: the window is emptied, and answers to what it
-// held are ignored from now on (the spool resends those records).
-func (f *flight) reset(next uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.head, f.count, f.base, f.acked, f.err = 0, 0, next, 0, nil
-}
-
-// add appends the message with the given id (always base+count).
-func (f *flight) add(pos spool.Pos, at time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ring[(f.head+f.count)%len(f.ring)] = sent{pos: pos, at: at}
-	f.count++
-}
-
-// settle drops acknowledged messages off the front. It returns how many
-// stay, when the oldest was sent, and the epoch's first refusal.
-func (f *flight) settle() (count int, oldest time.Time, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for f.count > 0 && f.ring[f.head].acked {
-		f.ring[f.head] = sent{}
-		f.head = (f.head + 1) % len(f.ring)
-		f.count--
-		f.base++
-	}
-	if f.count > 0 {
-		oldest = f.ring[f.head].at
-	}
-	return f.count, oldest, f.err
-}
-
-// answer records JetStream's answer for id. It returns the position to
-// acknowledge in the spool, if the answer is a current acknowledgement.
-func (f *flight) answer(id uint64, err error) (spool.Pos, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if id < f.base || id >= f.base+uint64(f.count) {
-		return spool.Pos{}, false // an earlier epoch's: its record is resent
-	}
-	s := &f.ring[(f.head+int(id-f.base))%len(f.ring)]
-	if s.acked {
-		return spool.Pos{}, false
-	}
-	if err != nil {
-		if f.err == nil {
-			f.err = err
-		}
-		return spool.Pos{}, false
-	}
-	s.acked = true
-	f.acked++
-	return s.pos, true
-}
-
 // subscribeAcks listens for JetStream's answers. The subscription is the
 // connection's for its whole life; the client renews it on reconnect.
 func (p *Publisher) subscribeAcks() error {
@@ -136,17 +54,21 @@ func (p *Publisher) subscribeAcks() error {
 	return nil
 }
 
-// onAck handles one answer: a PubAck acknowledges the record in the
-// spool; an error (or no stream at all) ends the sender's epoch.
+// onAck handles one answer: a PubAck acknowledges the message's records
+// in the spool; an error (or no stream at all) ends the sender's epoch.
+// The client calls it from one goroutine, which owns p.ackPos.
 func (p *Publisher) onAck(m *nats.Msg) {
 	id, err := strconv.ParseUint(m.Subject[len(p.replyPrefix):], 10, 64)
 	if err != nil {
 		return
 	}
-	pos, ok := p.fl.answer(id, pubAckErr(m))
+	pos, ok := p.fl.answer(id, pubAckErr(m), p.ackPos[:0])
+	p.ackPos = pos
 	if ok {
-		p.sp.Ack(pos)
-		p.m.acked.Inc()
+		for _, ps := range pos {
+			p.sp.Ack(ps)
+		}
+		p.m.acked.Add(float64(len(pos)))
 		if p.failing.Load() && p.failing.CompareAndSwap(true, false) {
 			p.log.Info("jetstream publish resumed")
 		}
@@ -243,16 +165,18 @@ func (p *Publisher) epoch(ctx context.Context, highSent *uint64) (int64, error) 
 	return acked, err
 }
 
-// send publishes records in spool order.
+// send publishes records in spool order, consecutive events in batches.
 func (p *Publisher) send(ctx context.Context, r *spool.Reader, highSent *uint64) error {
 	// One message and header serve every publish: PublishMsg encodes them
 	// before it returns.
 	msg := &nats.Msg{Header: nats.Header{}}
 	var reply []byte
+	k := p.pack
+	k.reset()
 	timeout := time.NewTimer(p.opts.AckTimeout)
 	defer timeout.Stop()
 	for {
-		n, oldest, err := p.fl.settle()
+		n, bytes, oldest, err := p.fl.settle()
 		p.m.inFlight.Set(float64(n))
 		if err != nil {
 			return err
@@ -260,51 +184,71 @@ func (p *Publisher) send(ctx context.Context, r *spool.Reader, highSent *uint64)
 		if n > 0 && time.Since(oldest) >= p.opts.AckTimeout {
 			return fmt.Errorf("no jetstream ack within %v", p.opts.AckTimeout)
 		}
-		if n >= p.opts.MaxInFlight {
+		if n >= p.opts.MaxInFlight || bytes >= maxInFlightBytes {
 			if err := p.await(ctx, timeout, oldest, nil); err != nil || ctx.Err() != nil {
 				return err
 			}
 			continue
 		}
-		m, pos, err := r.Next()
-		if errors.Is(err, io.EOF) {
+		ok, err := k.next(r, p.batchBytes())
+		if err != nil {
+			return fmt.Errorf("read spool: %w", err)
+		}
+		if !ok {
 			if err := p.await(ctx, timeout, oldest, p.wake); err != nil || ctx.Err() != nil {
 				return err
 			}
 			continue
 		}
-		if err != nil {
-			return fmt.Errorf("read spool: %w", err)
-		}
-		clear(msg.Header)
-		msg.Header[jetstream.MsgIDHeader] = []string{m.MsgID}
-		for k, v := range m.Header {
-			msg.Header[k] = []string{v}
-		}
+		k.fill(msg)
 		id := p.nextID
 		reply = strconv.AppendUint(append(reply[:0], p.replyPrefix...), id, 10)
-		msg.Subject, msg.Reply, msg.Data = m.Subject, string(reply), m.Data
+		msg.Reply = string(reply)
 		// The window holds the message before it can be answered.
-		p.fl.add(pos, time.Now())
+		p.fl.add(k.pos, len(msg.Data), time.Now())
 		p.nextID++
 		err = p.nc.PublishMsg(msg)
-		if errors.Is(err, nats.ErrMaxPayload) {
+		if errors.Is(err, nats.ErrMaxPayload) && !k.batched() {
 			// Resending cannot help and would block every later event.
-			p.log.Error("dropping a spooled message over the server's max payload", keyMsgID, m.MsgID, keyBytes, len(m.Data), keyErr, err)
+			p.log.Error("dropping a spooled message over the server's max payload", keyMsgID, k.id(), keyBytes, len(msg.Data), keyErr, err)
 			p.m.dropped.Inc()
-			p.fl.answer(id, nil)
-			p.sp.Ack(pos)
+			p.fl.answer(id, nil, nil)
+			p.sp.Ack(k.pos[0])
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("publish %s: %w", m.MsgID, err)
+			// A batch over the limit (the server's changed under it) is
+			// regrouped by the next epoch.
+			return fmt.Errorf("publish %s: %w", k.id(), err)
 		}
+		p.countSent(k, highSent)
+	}
+}
+
+// countSent updates the metrics for the message just published and the
+// highest spool offset ever sent, which tells resent records apart.
+func (p *Publisher) countSent(k *packer, highSent *uint64) {
+	if strings.HasPrefix(k.first.Subject, natsbus.EventSubjectPrefix) {
+		p.m.messageEvents.Observe(float64(len(k.pos)))
+	}
+	for _, pos := range k.pos {
 		if pos.Offset() < *highSent {
 			p.m.resent.Inc()
 		} else {
 			*highSent = pos.End()
 		}
 	}
+}
+
+// batchBytes is the most event data one message may carry: the configured
+// cap, and at most half the server's max payload, which leaves ample room
+// for the headers.
+func (p *Publisher) batchBytes() int {
+	b := p.opts.MaxBatchBytes
+	if mp := p.nc.MaxPayload(); mp > 0 {
+		b = int(min(int64(b), mp/2))
+	}
+	return b
 }
 
 // await waits for something that lets send go on: an answer, an append
