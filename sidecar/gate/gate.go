@@ -123,6 +123,11 @@ func (g *Gate) Hash() string {
 // decision event.
 func (g *Gate) Active() bool { return g.cur.Load().pol != nil }
 
+// Brokering reports whether the gate swaps a credential placeholder (and
+// refuses it off the API server): then every request must be looked at,
+// with or without a policy.
+func (g *Gate) Brokering() bool { return g.opts.Credentials != nil }
+
 // MaskResponses reports whether the policy in force asks for responses to
 // the agent to be masked inline.
 func (g *Gate) MaskResponses() bool {

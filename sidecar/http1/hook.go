@@ -30,14 +30,19 @@ type Verdict struct {
 	// MetadataOnly records the exchange without its bodies (their sizes
 	// stay).
 	MetadataOnly bool
+	// Changed names the headers (canonical names) the hook set or deleted
+	// in req.Header. HTTP/1 rewrites only their lines before forwarding:
+	// a change to a header not named here is not forwarded.
+	Changed []string
 }
 
 // RequestHook is called for every request before any byte of it is
 // forwarded. stream is the request's number in its record (its index on
 // the connection for HTTP/1, its stream id for HTTP/2). The hook may
-// change req.Header (to swap a credential placeholder, say); it must not
-// read req.Body, and other changes are ignored. The request is recorded as
-// the client sent it, credentials redacted. An error answers 502. The hook
+// change req.Header (to swap a credential placeholder, say) and name what
+// it changed in Verdict.Changed (HTTP/1 rewrites only those header lines);
+// it must not read req.Body, and other changes are ignored. The request is recorded as the client sent it,
+// credentials redacted. An error answers 502. The hook
 // may block (a request held for approval); ctx is the connection's.
 type RequestHook func(ctx context.Context, stream uint64, req *http.Request) (Verdict, error)
 
@@ -95,13 +100,12 @@ func (t *tee) closeWrite() error {
 // the client has been answered and the connection must end.
 func (c *conn) gateRequest(x *exchange, prev *exchange, req *http.Request) (bool, error) {
 	headLen := c.up.consumed(c.upBuf)
-	before := req.Header.Clone()
 	v, err := c.r.opts.RequestHook(c.ctx, x.stream, req)
 	if err == nil && v.Refusal == nil {
 		x.metaOnly = v.MetadataOnly
 		head := c.up.held[:headLen]
-		if changed := changedHeaders(before, req.Header); len(changed) > 0 {
-			head, err = rewriteHead(head, req.Header, changed)
+		if len(v.Changed) > 0 {
+			head, err = rewriteHead(head, req.Header, v.Changed)
 		}
 		if err == nil {
 			if werr := c.up.send(head); werr != nil {
@@ -214,23 +218,6 @@ func lingerClose(cl Conn) {
 		_ = d.SetReadDeadline(time.Now().Add(lingerTime))
 		_, _ = io.Copy(io.Discard, io.LimitReader(cl, lingerBytes))
 	}
-}
-
-// changedHeaders lists the canonical names of the headers whose values
-// differ between before and after.
-func changedHeaders(before, after http.Header) []string {
-	var out []string
-	for k, v := range after {
-		if !slices.Equal(before[k], v) {
-			out = append(out, http.CanonicalHeaderKey(k))
-		}
-	}
-	for k := range before {
-		if _, ok := after[k]; !ok {
-			out = append(out, http.CanonicalHeaderKey(k))
-		}
-	}
-	return out
 }
 
 // rewriteHead returns head (a request line, header lines and the blank

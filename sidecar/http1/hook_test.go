@@ -39,6 +39,7 @@ func TestRequestHook(t *testing.T) {
 			return Verdict{}, errors.New("broken")
 		case req.Header.Get("Authorization") == "Bearer placeholder":
 			req.Header.Set("Authorization", "Bearer real-token")
+			return Verdict{Changed: []string{"Authorization"}, MetadataOnly: strings.HasPrefix(req.URL.Path, "/meta")}, nil
 		}
 		return Verdict{MetadataOnly: strings.HasPrefix(req.URL.Path, "/meta")}, nil
 	}
@@ -222,7 +223,7 @@ func FuzzRewriteHead(f *testing.F) {
 		}
 		before := req.Header.Clone()
 		req.Header.Set("Authorization", "Bearer real")
-		out, err := rewriteHead(head, req.Header, changedHeaders(before, req.Header))
+		out, err := rewriteHead(head, req.Header, []string{"Authorization"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/chaperone-dev/chaperone/pkg/mask"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus/natstest"
+	"github.com/chaperone-dev/chaperone/sidecar/gate"
 	"github.com/chaperone-dev/chaperone/sidecar/masking"
 	"github.com/chaperone-dev/chaperone/sidecar/publish"
 )
@@ -77,7 +78,7 @@ func BenchmarkProxyHTTP(b *testing.B) {
 // process's CPU time (user+system) per request: client, upstream, proxy
 // and NATS server together; compare it with the "direct" case, which has
 // the same client and upstream and nothing else, and with "relay", the
-// proxy with a recorder that drops every event.
+// proxy with a recorder that drops every event (and no gate).
 func BenchmarkProxyRecorded(b *testing.B) {
 	up := benchUpstream(b)
 	target := up.Listener.Addr().String()
@@ -98,7 +99,10 @@ func BenchmarkProxyRecorded(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			_, addr := startProxy(b, masking.New(pub, m), target, nil)
+			// A gate without a policy, as chaperone-sidecar always has one:
+			// every HTTP/1 request is held until it is decided.
+			g := gate.New(gate.Options{Session: "s1"})
+			_, addr := startProxy(b, masking.New(pub, m), target, func(o *Options) { o.Gate = g })
 			measure(b, tc.conns, func() *http.Client { return proxiedClient(b, addr) }, func() {
 				waitDelivered(b, pub)
 			})

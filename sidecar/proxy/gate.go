@@ -55,8 +55,17 @@ func (p *Proxy) requestHook(ctx context.Context, stream uint64, req *http.Reques
 	if !ok {
 		return http1.Verdict{}, nil
 	}
+	if g := p.opts.Gate; !g.Active() && !g.Brokering() {
+		// Nothing can decide or change the request: allowed, recorded in
+		// full, no verdict, the same outcome as gate's without its cost.
+		return http1.Verdict{}, nil
+	}
 	return s.gate(ctx, stream, req), nil
 }
+
+// authorizationHeader is Verdict.Changed of a request whose credential
+// was swapped.
+var authorizationHeader = []string{"Authorization"}
 
 // gate decides one request: records the decision, holds the request for
 // approval if a rule says so, swaps the credential placeholder, and
@@ -128,6 +137,7 @@ func (s *connSink) gate(ctx context.Context, stream uint64, req *http.Request) h
 	}
 	if out.Authorization != "" {
 		req.Header.Set("Authorization", out.Authorization)
+		v.Changed = authorizationHeader
 	}
 	return v
 }
