@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +34,9 @@ func (c *countingStore) Append(ctx context.Context, events []*event.Event) (stor
 
 // BenchmarkIngest measures sustained ingest from JetStream publish to
 // committed SQLite row, with 1 KiB events spread over 16 sessions. It
-// reports events/s and fails on any loss.
+// reports events/s, the CPU time of the whole process per event (the
+// embedded NATS server and the publishing client included) and fails on
+// any loss.
 func BenchmarkIngest(b *testing.B) {
 	_, js := startNATS(b)
 	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
@@ -56,7 +59,7 @@ func BenchmarkIngest(b *testing.B) {
 	startIngest(b, Options{Store: cs, JetStream: js, Registerer: reg})
 
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	ctx := context.Background()
 	for i := range n {
 		subj := natsbus.EventSubject("bench-" + string(rune('a'+i%sessions)))
@@ -78,7 +81,7 @@ func BenchmarkIngest(b *testing.B) {
 		b.Fatal("publishes not acknowledged")
 	}
 	waitFor(b, "all events committed", func() bool { return cs.stored.Load() >= int64(n) })
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
 	b.StopTimer()
 
 	if got := cs.stored.Load(); got != int64(n) {
@@ -86,7 +89,17 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(cs.appendNanos.Load())/float64(n), "append-ns/event")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/event")
 	if batches := metricValue(b, reg, "chaperone_ingest_batches_total", nil); batches > 0 {
 		b.ReportMetric(float64(n)/batches, "events/batch")
 	}
+}
+
+// cpuTime is the user and system time the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
