@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"strconv"
 	"unicode/utf8"
 )
@@ -104,6 +105,15 @@ func (d *decoder) str() (string, bool) {
 	start := d.i
 	ascii := true
 	for d.i < len(d.b) {
+		// Bodies and headers are long runs of plain text: skip them eight
+		// bytes at a time.
+		if d.i+8 <= len(d.b) {
+			if plain, asc := inString8(d.b[d.i:]); plain {
+				ascii = ascii && asc
+				d.i += 8
+				continue
+			}
+		}
 		c := d.b[d.i]
 		switch {
 		case c == '"':
@@ -123,6 +133,19 @@ func (d *decoder) str() (string, bool) {
 		d.i++
 	}
 	return "", false
+}
+
+// inString8 reports whether none of the first eight bytes of b ends a string
+// or needs a look (a quote, a backslash or a control character), and
+// whether all of them are ASCII. It tests them as one word: a byte-wise
+// "less than" for the control characters and "has a zero byte" for the
+// other two, each exact as a whole.
+func inString8(b []byte) (plain, ascii bool) {
+	x := binary.LittleEndian.Uint64(b)
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q, bs := x^(lo*'"'), x^(lo*'\\')
+	bad := (x-lo*0x20)&^x | (q-lo)&^q | (bs-lo)&^bs
+	return bad&hi == 0, x&hi == 0
 }
 
 // strEscaped finishes a string that has escapes, from its start.
@@ -218,7 +241,7 @@ func (d *decoder) rawString() ([]byte, bool) {
 // digits reads an integer literal as JSON writes it: an optional minus
 // (when signed), then 0 or digits without a leading zero. A fraction or
 // exponent is left unread, so the caller's next check fails.
-func (d *decoder) digits(signed bool) (string, bool) {
+func (d *decoder) digits(signed bool) ([]byte, bool) {
 	start := d.i
 	if signed {
 		d.next('-')
@@ -229,20 +252,51 @@ func (d *decoder) digits(signed bool) (string, bool) {
 	}
 	n := d.i - first
 	if n == 0 || (n > 1 && d.b[first] == '0') {
-		return "", false
+		return nil, false
 	}
 	if c := d.peek(); c == '.' || c == 'e' || c == 'E' {
-		return "", false
+		return nil, false
 	}
-	return string(d.b[start:d.i]), true
+	return d.b[start:d.i], true
+}
+
+// maxExact is the most decimal digits accumulated in a uint64 that
+// cannot overflow it.
+const maxExact = 19
+
+// exact returns the value of at most maxExact decimal digits.
+func exact(digits []byte) uint64 {
+	var v uint64
+	for _, c := range digits {
+		v = v*10 + uint64(c-'0')
+	}
+	return v
 }
 
 func (d *decoder) int64(bits int) (int64, bool) {
-	s, ok := d.digits(true)
+	lit, ok := d.digits(true)
 	if !ok {
 		return 0, false
 	}
-	v, err := strconv.ParseInt(s, 10, bits)
+	// Literals of up to 18 digits (every size, duration and status of a
+	// real event) are summed up here: strconv would need a string, one
+	// allocation a number.
+	mag, neg := lit, lit[0] == '-'
+	if neg {
+		mag = lit[1:]
+	}
+	if len(mag) < maxExact {
+		v := int64(exact(mag)) // < 10^18 < 2^63
+		if neg {
+			v = -v
+		}
+		if bits < 64 {
+			lim := int64(1) << (bits - 1)
+			return v, -lim <= v && v < lim
+		}
+		return v, true
+	}
+	v, err := strconv.ParseInt(string(lit), 10, bits)
 	return v, err == nil
 }
 
@@ -253,11 +307,15 @@ func (d *decoder) int(dst *int) bool {
 }
 
 func (d *decoder) uint64(dst *uint64) bool {
-	s, ok := d.digits(false)
+	lit, ok := d.digits(false)
 	if !ok {
 		return false
 	}
-	v, err := strconv.ParseUint(s, 10, 64)
+	if len(lit) <= maxExact {
+		*dst = exact(lit)
+		return true
+	}
+	v, err := strconv.ParseUint(string(lit), 10, 64)
 	*dst = v
 	return err == nil
 }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -89,7 +88,7 @@ func benchIngest(b *testing.B, per int) {
 		b.Fatal("publishes not acknowledged")
 	}
 	waitFor(b, "all events committed", func() bool { return cs.stored.Load() >= int64(n) })
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
 	b.StopTimer()
 
 	if got := cs.stored.Load(); got != int64(n) {
@@ -98,6 +97,9 @@ func benchIngest(b *testing.B, per int) {
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(n), "cpu-us/op")
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(cs.appendNanos.Load())/float64(n), "append-ns/event")
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/event")
+	}
 	if batches := metricValue(b, reg, "chaperone_ingest_batches_total", nil); batches > 0 {
 		b.ReportMetric(float64(n)/batches, "events/batch")
 	}
@@ -139,13 +141,4 @@ func benchMessages(b *testing.B, n, sessions, per int) []benchMsg {
 		}
 	}
 	return out
-}
-
-// cpuTime is the process's user plus system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -11,6 +11,19 @@
 // The database runs in WAL mode, where readers see the last committed state
 // and never wait for the writer, nor the writer for them.
 //
+// # Writing a batch
+//
+// Append writes a batch in one transaction. Events go in with multi-row
+// INSERTs of up to 32 rows (prepared once per row count), which save the
+// per-statement work of database/sql, the driver and SQLite's VDBE. Such a
+// statement fails as a whole when one of its events is already stored (a
+// redelivery): SQLite undoes its rows, and they are inserted one by one,
+// the stored ones skipped, so a duplicate never takes a chain index. A
+// session row whose indexed columns (identity, origin, start) did not
+// change is updated in its other columns only: setting an indexed column,
+// even to its old value, rewrites the index entry, four index pages more
+// in every commit.
+//
 // # Durability
 //
 // The default is journal_mode=WAL with synchronous=NORMAL. A batch is in the

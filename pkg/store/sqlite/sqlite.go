@@ -128,6 +128,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	q.Add("_pragma", "synchronous("+syncMode+")")
 	wq := cloneValues(q)
 	wq.Add("_pragma", "journal_mode(WAL)")
+	// A multi-row INSERT keeps the pages it changes in a statement journal,
+	// to undo itself if a row fails; in memory that costs a copy, in a
+	// temporary file two system calls a page.
+	wq.Add("_pragma", "temp_store(MEMORY)")
 	// Every write transaction takes the write lock at BEGIN, so it never has
 	// to upgrade a read lock (which can fail with SQLITE_BUSY at once).
 	wq.Set("_txlock", "immediate")

@@ -70,6 +70,7 @@ func TestPragmas(t *testing.T) {
 	}
 	check("read", "query_only", "1")
 	check("write", "query_only", "0")
+	check("write", "temp_store", "2") // MEMORY: multi-row inserts' statement journal
 
 	full := openTest(t, "", WithFullSync())
 	defer full.Close()
