@@ -209,7 +209,7 @@ func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (
 		cfg.LLMHosts = append(cfg.LLMHosts, s)
 		return nil
 	})
-	fs.IntVar(&cfg.Procs, "procs", DefaultProcs, "OS threads running the proxy's Go code at once (GOMAXPROCS; the environment variable wins)")
+	fs.IntVar(&cfg.Procs, "procs", DefaultProcs, "OS threads running the proxy's Go code at once (GOMAXPROCS; 0: Go's default, from the CPU limit; the environment variable wins)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return ProxyConfig{}, err

@@ -19,14 +19,13 @@ const (
 	// memoryLimit is the soft limit that makes the collector run early
 	// rather than let the heap grow past it.
 	memoryLimit = 24 << 20
-	// DefaultProcs runs the proxy on one thread. A sidecar's goroutines
-	// hand every request to each other (relay, recording, publishing); on
-	// one thread a hand-off is a queue operation, on two it is often a
-	// futex wake-up and a context switch of another thread, which costs
-	// more than the work handed over. Like a single-threaded sidecar
-	// proxy, it also bounds what the sidecar can take from the agent's
-	// CPU. Pods that relay many TLS handshakes at once may want more.
-	DefaultProcs = 1
+	// DefaultProcs (0) keeps Go's own choice: the CPUs the container's
+	// CPU limit allows. Measured side by side (docs/performance.md), one
+	// thread cost the same CPU per request and less throughput: with a
+	// single P, a socket write long enough for sysmon to notice hands the P
+	// to another thread, so the hand-offs it was to save came back as
+	// thread wake-ups.
+	DefaultProcs = 0
 	// startupSettle is when start-up's background work is over and its
 	// memory is released a second time.
 	startupSettle = time.Second
