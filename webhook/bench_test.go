@@ -7,12 +7,13 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chaperone-dev/chaperone/internal/proccpu"
 )
 
 // BenchmarkAdmission measures whole AdmissionReview round trips through the
@@ -42,11 +43,11 @@ func BenchmarkAdmission(b *testing.B) {
 	}
 	admit()
 	b.ReportAllocs()
-	cpu0 := cpuTime(b)
+	cpu0 := proccpu.Used()
 	for b.Loop() {
 		admit()
 	}
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64((proccpu.Used()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 	admissionLatencies(b, admit)
 }
 
@@ -73,15 +74,6 @@ func admissionLatencies(b *testing.B, admit func()) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
-}
-
-// cpuTime is the CPU time (user and system) the process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestHTTPHandler checks one AdmissionReview over HTTP: the response names

@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/chaperone-dev/chaperone/internal/proccpu"
 	"github.com/chaperone-dev/chaperone/pkg/event"
 	"github.com/chaperone-dev/chaperone/pkg/mask"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus"
@@ -120,7 +120,7 @@ func measure(b *testing.B, conns int, client func() *http.Client, settle func())
 	}
 	settle()
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := proccpu.Used()
 	b.ResetTimer()
 	work := make(chan struct{}, conns)
 	done := make(chan struct{})
@@ -141,7 +141,7 @@ func measure(b *testing.B, conns int, client func() *http.Client, settle func())
 	}
 	settle()
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+	b.ReportMetric(float64((proccpu.Used()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
 }
 
 // startPublisher runs a publisher on a fresh spool into an embedded
@@ -176,13 +176,4 @@ func waitDelivered(b *testing.B, pub *publish.Publisher) {
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
-}
-
-// cpuTime is the process's user plus system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

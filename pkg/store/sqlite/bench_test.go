@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chaperone-dev/chaperone/internal/proccpu"
 	"github.com/chaperone-dev/chaperone/pkg/event"
 )
 
@@ -93,9 +94,9 @@ func benchAppend(b *testing.B, batchSize, sessions int, decode bool) {
 			batch = decoded(b, batch)
 		}
 		b.StartTimer()
-		start, cpu0 := time.Now(), cpuTime()
+		start, cpu0 := time.Now(), proccpu.Used()
 		res, err := s.Append(ctx, batch)
-		cpu += cpuTime() - cpu0
+		cpu += proccpu.Used() - cpu0
 		elapsed += time.Since(start)
 		if err != nil {
 			b.Fatal(err)
@@ -105,11 +106,11 @@ func benchAppend(b *testing.B, batchSize, sessions int, decode bool) {
 	// Every page written goes to the database file at a checkpoint: count
 	// the one owed for the last batches too, so the cost per event does not
 	// depend on where the benchmark stops.
-	cpu0 := cpuTime()
+	cpu0 := proccpu.Used()
 	if _, err := s.wdb.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 		b.Fatal(err)
 	}
-	cpu += cpuTime() - cpu0
+	cpu += proccpu.Used() - cpu0
 	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(stored), "ns/event")
 	if cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(stored), "cpu-ns/event")

@@ -1,14 +1,13 @@
 //go:build unix
 
-package sqlite
+package proccpu
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime is the user and system time the process used so far.
-func cpuTime() time.Duration {
+func used() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
