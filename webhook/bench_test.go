@@ -13,7 +13,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/chaperone-dev/chaperone/internal/proccpu"
+	"github.com/chaperone-dev/chaperone/pkg/proccpu"
 )
 
 // BenchmarkAdmission measures whole AdmissionReview round trips through the

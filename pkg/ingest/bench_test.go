@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/chaperone-dev/chaperone/internal/proccpu"
 	"github.com/chaperone-dev/chaperone/pkg/event"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus"
+	"github.com/chaperone-dev/chaperone/pkg/proccpu"
 	"github.com/chaperone-dev/chaperone/pkg/store"
 	"github.com/chaperone-dev/chaperone/pkg/store/sqlite"
 )

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaperone-dev/chaperone/internal/proccpu"
 	"github.com/chaperone-dev/chaperone/pkg/event"
 	"github.com/chaperone-dev/chaperone/pkg/mask"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus"
 	"github.com/chaperone-dev/chaperone/pkg/natsbus/natstest"
+	"github.com/chaperone-dev/chaperone/pkg/proccpu"
 	"github.com/chaperone-dev/chaperone/sidecar/gate"
 	"github.com/chaperone-dev/chaperone/sidecar/masking"
 	"github.com/chaperone-dev/chaperone/sidecar/publish"

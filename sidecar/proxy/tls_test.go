@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/chaperone-dev/chaperone/internal/proccpu"
 	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/pkg/proccpu"
 	"github.com/chaperone-dev/chaperone/sidecar/certs"
 )
 

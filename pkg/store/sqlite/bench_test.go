@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaperone-dev/chaperone/internal/proccpu"
 	"github.com/chaperone-dev/chaperone/pkg/event"
+	"github.com/chaperone-dev/chaperone/pkg/proccpu"
 )
 
 // benchEvents returns n HTTP request events of about 1 KiB encoded each,
