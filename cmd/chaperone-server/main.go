@@ -34,6 +34,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "chaperone-server:", err)
 		return 2
 	}
+	tuneRuntime()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := server.Run(ctx, cfg, cfg.Logger(stderr)); err != nil {
