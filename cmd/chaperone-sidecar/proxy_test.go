@@ -155,11 +155,9 @@ func TestRunRecordsSession(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %v: %v", kinds, err)
 		}
-		lines := [][]byte{msg.Data()}
-		if count := msg.Headers().Get(natsbus.EventsHeader); count != "" {
-			if lines, err = natsbus.SplitEvents(count, msg.Data()); err != nil {
-				t.Fatal(err)
-			}
+		lines, err := natsbus.EventLines(msg.Headers(), msg.Data())
+		if err != nil {
+			t.Fatal(err)
 		}
 		for _, l := range lines {
 			var e event.Event

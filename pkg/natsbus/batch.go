@@ -61,6 +61,21 @@ func SplitEvents(count string, data []byte) ([][]byte, error) {
 	return lines, nil
 }
 
+// EventLines returns the events a message of an event subject carries:
+// its data when header has no EventsHeader, else its batch's lines (see
+// SplitEvents). Consumers of the events subject read messages with it.
+func EventLines(header map[string][]string, data []byte) ([][]byte, error) {
+	v, ok := header[EventsHeader]
+	if !ok {
+		return [][]byte{data}, nil
+	}
+	count := ""
+	if len(v) > 0 {
+		count = v[0]
+	}
+	return SplitEvents(count, data)
+}
+
 // ParseEventCount parses an EventsHeader value: a decimal number from 1 up,
 // digits only.
 func ParseEventCount(count string) (int, error) {

@@ -94,3 +94,20 @@ func FuzzSplitEvents(f *testing.F) {
 		}
 	})
 }
+
+func TestEventLines(t *testing.T) {
+	single := []byte(`{"id":"a"}`)
+	lines, err := EventLines(nil, single)
+	if err != nil || len(lines) != 1 || string(lines[0]) != string(single) {
+		t.Fatalf("single event: %q, %v", lines, err)
+	}
+	lines, err = EventLines(map[string][]string{EventsHeader: {"2"}}, []byte("{\"id\":\"a\"}\n{\"id\":\"b\"}\n"))
+	if err != nil || len(lines) != 2 || string(lines[1]) != `{"id":"b"}` {
+		t.Fatalf("batch: %q, %v", lines, err)
+	}
+	for _, h := range []map[string][]string{{EventsHeader: nil}, {EventsHeader: {"3"}}} {
+		if _, err := EventLines(h, []byte("{}\n{}\n")); !errors.Is(err, ErrBatch) {
+			t.Errorf("header %v: err %v, want ErrBatch", h, err)
+		}
+	}
+}

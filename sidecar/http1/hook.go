@@ -157,14 +157,7 @@ func (c *conn) refuse(x *exchange, prev *exchange, req *http.Request, f *Refusal
 	}
 
 	// The request is recorded without its body, which was never read.
-	rec := &event.HTTPRequest{
-		Stream:  x.stream,
-		Proto:   req.Proto,
-		Method:  req.Method,
-		URL:     req.RequestURI,
-		Host:    req.Host,
-		Headers: RedactHeaders(req.Header),
-	}
+	rec := requestRecord(x, req)
 	if req.ContentLength > 0 || len(req.TransferEncoding) > 0 {
 		rec.Body = &event.Body{Size: max(req.ContentLength, 0), Truncated: true}
 	}

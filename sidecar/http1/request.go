@@ -169,15 +169,8 @@ func (c *conn) recordRequest(x *exchange, req *http.Request, body *capture) {
 	if err != nil {
 		c.recordFailed(err)
 	}
-	rec := &event.HTTPRequest{
-		Stream:  x.stream,
-		Proto:   req.Proto,
-		Method:  req.Method,
-		URL:     req.RequestURI,
-		Host:    req.Host,
-		Headers: RedactHeaders(req.Header),
-		Body:    b,
-	}
+	rec := requestRecord(x, req)
+	rec.Body = b
 	if err := c.sink.Request(c.ctx, x.start, rec); err != nil {
 		c.recordFailed(err)
 	}
@@ -187,6 +180,18 @@ func (c *conn) recordRequest(x *exchange, req *http.Request, body *capture) {
 	c.mu.Lock()
 	c.stats.Requests++
 	c.mu.Unlock()
+}
+
+// requestRecord is the record of x's request, without its body.
+func requestRecord(x *exchange, req *http.Request) *event.HTTPRequest {
+	return &event.HTTPRequest{
+		Stream:  x.stream,
+		Proto:   req.Proto,
+		Method:  req.Method,
+		URL:     req.RequestURI,
+		Host:    req.Host,
+		Headers: RedactHeaders(req.Header),
+	}
 }
 
 // rawAfter handles a parse error on one side: when the connection itself

@@ -69,9 +69,7 @@ func (p *Publisher) onAck(m *nats.Msg) {
 	pos, ok := p.fl.answer(id, pubAckErr(m), p.ackPos[:0])
 	p.ackPos = pos
 	if ok {
-		for _, ps := range pos {
-			p.sp.Ack(ps)
-		}
+		p.sp.Ack(pos...)
 		p.m.acked.Add(float64(len(pos)))
 		if p.failing.Load() && p.failing.CompareAndSwap(true, false) {
 			p.log.Info("jetstream publish resumed")

@@ -179,13 +179,11 @@ func (n *natsServer) splitMsg(m jetstream.Msg) []streamMsg {
 	if !strings.HasPrefix(sm.subject, natsbus.EventSubjectPrefix) {
 		return []streamMsg{sm}
 	}
-	lines := [][]byte{m.Data()}
-	count := m.Headers().Get(natsbus.EventsHeader)
-	if count != "" {
-		if lines, err = natsbus.SplitEvents(count, m.Data()); err != nil {
-			n.t.Fatalf("stored batch %s: %v", sm.msgID, err)
-		}
+	lines, err := natsbus.EventLines(m.Headers(), m.Data())
+	if err != nil {
+		n.t.Fatalf("stored batch %s: %v", sm.msgID, err)
 	}
+	count := m.Headers().Get(natsbus.EventsHeader)
 	out := make([]streamMsg, len(lines))
 	for i, l := range lines {
 		e, err := event.Decode(l)

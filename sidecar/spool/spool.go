@@ -385,33 +385,24 @@ func (s *Spool) rollLocked() error {
 	return nil
 }
 
-// Ack marks the record at p acknowledged. Acknowledgements may come in any
-// order and more than once. Segments whose records are all acknowledged are
-// deleted.
-func (s *Spool) Ack(p Pos) {
+// Ack marks the records at ps acknowledged. Acknowledgements may come in
+// any order and more than once. Segments whose records are all
+// acknowledged are deleted. A batch's records are acknowledged in one
+// call: one lock, one pass over the segments.
+func (s *Spool) Ack(ps ...Pos) {
 	s.mu.Lock()
-	if s.closed || p.off < s.acked {
-		s.mu.Unlock()
-		return
-	}
-	if p.off > s.acked {
-		s.pending[p.off] = p.End()
-		s.mu.Unlock()
-		return
-	}
-	delete(s.pending, p.off)
-	s.acked = p.End()
-	s.records--
-	s.normalizeLocked()
-	for {
-		end, ok := s.pending[s.acked]
-		if !ok {
+	moved := false
+	for _, p := range ps {
+		if s.closed {
 			break
 		}
-		delete(s.pending, s.acked)
-		s.acked = end
-		s.records--
-		s.normalizeLocked()
+		if s.ackLocked(p) {
+			moved = true
+		}
+	}
+	if !moved {
+		s.mu.Unlock()
+		return
 	}
 	s.dropTailLocked(s.acked)
 	s.gen++
@@ -450,6 +441,34 @@ func (s *Spool) Ack(p Pos) {
 			s.log.Warn("remove acknowledged segment", keySegment, sg.base, keyErr, err)
 		}
 	}
+}
+
+// ackLocked marks p acknowledged and reports whether the watermark moved:
+// an acknowledgement past the watermark waits in pending for the records
+// before it.
+func (s *Spool) ackLocked(p Pos) bool {
+	if p.off < s.acked {
+		return false
+	}
+	if p.off > s.acked {
+		s.pending[p.off] = p.End()
+		return false
+	}
+	delete(s.pending, p.off)
+	s.acked = p.End()
+	s.records--
+	s.normalizeLocked()
+	for {
+		end, ok := s.pending[s.acked]
+		if !ok {
+			break
+		}
+		delete(s.pending, s.acked)
+		s.acked = end
+		s.records--
+		s.normalizeLocked()
+	}
+	return true
 }
 
 // normalizeLocked moves the watermark over a gap between segments (left by
