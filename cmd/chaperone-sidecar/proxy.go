@@ -86,6 +86,10 @@ type ProxyConfig struct {
 	// Procs is how many OS threads run Go code at once (GOMAXPROCS);
 	// the GOMAXPROCS environment variable wins. See DefaultProcs.
 	Procs int
+	// UpstreamIdle is how long an upstream HTTP/1.1 connection left idle
+	// by a client is kept for the next client connection to the same
+	// destination; 0 gives every client connection its own.
+	UpstreamIdle time.Duration
 }
 
 // Validate checks that the configuration can run.
@@ -101,6 +105,9 @@ func (c ProxyConfig) Validate() error {
 	}
 	if c.Procs < 0 {
 		errs = append(errs, fmt.Errorf("--procs %d: want 0 (the Go default) or more", c.Procs))
+	}
+	if c.UpstreamIdle < 0 {
+		errs = append(errs, fmt.Errorf("--upstream-idle %s: want 0 (no reuse) or more", c.UpstreamIdle))
 	}
 	if c.SpoolDir == "" {
 		errs = append(errs, errors.New("--spool-dir is required"))
@@ -210,6 +217,7 @@ func parseProxyFlags(args []string, out io.Writer, getenv func(string) string) (
 		return nil
 	})
 	fs.IntVar(&cfg.Procs, "procs", DefaultProcs, "OS threads running the proxy's Go code at once (GOMAXPROCS; 0: Go's default, from the CPU limit; the environment variable wins)")
+	fs.DurationVar(&cfg.UpstreamIdle, "upstream-idle", proxy.DefaultUpstreamIdle, "how long an HTTP/1.1 upstream connection a client left idle is kept for the next client connection to the same destination (0: every client connection gets its own, closes passed on)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return ProxyConfig{}, err
@@ -319,6 +327,7 @@ func (c ProxyConfig) run(ctx context.Context, log *slog.Logger, ctl *control) er
 		Identity:              &id,
 		BodyCap:               c.BodyCap,
 		FailOpen:              c.FailOpen,
+		UpstreamIdle:          upstreamIdle(c.UpstreamIdle),
 		Logger:                log,
 		Registerer:            reg,
 	})
@@ -416,4 +425,13 @@ func (c ProxyConfig) setupTLS(ctx context.Context, log *slog.Logger) (*proxy.TLS
 	}
 	go ca.RotateLoop(ctx, certs.DefaultRotateCheck, publish, log)
 	return &proxy.TLSOptions{Minter: ca, RootCAs: roots, NoIntercept: bypass}, nil
+}
+
+// upstreamIdle maps --upstream-idle to proxy.Options.UpstreamIdle, where
+// zero is the default and a negative value turns reuse off.
+func upstreamIdle(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -94,18 +94,25 @@ func (t *tee) closeWrite() error {
 	return nil
 }
 
-// gateRequest runs the hook on a parsed request whose head is held, and
-// forwards the head (rewritten if the hook changed headers) when the hook
-// allows it. It reports whether the request goes on; when it does not,
+// gateRequest runs the hook, if any, on a parsed request whose head is
+// held, and forwards the head (rewritten if the hook changed headers or
+// the upstream connection is kept) when the hook allows it. It reports whether the request goes on; when it does not,
 // the client has been answered and the connection must end.
 func (c *conn) gateRequest(x *exchange, prev *exchange, req *http.Request) (bool, error) {
 	headLen := c.up.consumed(c.upBuf)
-	v, err := c.r.opts.RequestHook(c.ctx, x.stream, req)
+	var v Verdict
+	var err error
+	if c.r.opts.RequestHook != nil {
+		v, err = c.r.opts.RequestHook(c.ctx, x.stream, req)
+	}
 	if err == nil && v.Refusal == nil {
 		x.metaOnly = v.MetadataOnly
 		head := c.up.held[:headLen]
 		if len(v.Changed) > 0 {
 			head, err = rewriteHead(head, req.Header, v.Changed)
+		}
+		if changed, h := c.keepUpstream(x, req); err == nil && changed != nil {
+			head, err = rewriteHead(head, h, changed)
 		}
 		if err == nil {
 			if werr := c.up.send(head); werr != nil {

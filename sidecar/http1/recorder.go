@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,6 +105,13 @@ type Pair struct {
 	// (by sniffing); they are relayed first.
 	ClientPrefix   []byte
 	UpstreamPrefix []byte
+	// Reuse keeps the upstream connection fit for another client: the
+	// client's "Connection: close" is not passed on (the sidecar answers
+	// it with "Connection: close" and closes the client itself), nor is
+	// its half-close at a message boundary. Stats.Reusable then says
+	// whether the upstream connection ended idle and may carry the next
+	// client's requests. Upstream must have SetReadDeadline.
+	Reuse bool
 }
 
 // Stats describe a relayed connection.
@@ -125,6 +133,10 @@ type Stats struct {
 	Err error
 	// RecordErr is the first error the sink returned.
 	RecordErr error
+	// Reusable says, for a Pair with Reuse, that the upstream connection
+	// is idle between messages, open, and was not asked to close: it may
+	// be handed to another client.
+	Reusable bool
 }
 
 // ErrParse wraps every parse error in Stats.ParseErr.
@@ -156,7 +168,17 @@ type tee struct {
 	held   []byte
 	read   int64
 	heldAt int64
+	// parked is set when the relay stops reading an upstream connection
+	// that stays open for reuse: the read deadline that interrupts the
+	// read is then a clean stop (errParked), not a failure.
+	parked atomic.Bool
+	// discard drops what is read: the rest of a client that asked to
+	// close, which must not reach an upstream connection kept open.
+	discard bool
 }
+
+// errParked ends the reading of an upstream connection kept for reuse.
+var errParked = errors.New("upstream connection parked for reuse")
 
 var errHeadTooLarge = errors.New("message head too large")
 
@@ -168,6 +190,15 @@ func (t *tee) Read(p []byte) (int, error) {
 		p = p[:min(int64(len(p)), t.limit)]
 	}
 	n, err := t.src.Read(p)
+	if err != nil && t.parked.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		return n, errParked
+	}
+	if t.discard {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.err = err
+		}
+		return n, err
+	}
 	if n > 0 && t.hold {
 		if t.limit >= 0 {
 			t.limit -= int64(n)
@@ -231,6 +262,18 @@ type conn struct {
 	stats Stats
 	// tap watches the connection after a switch of protocols, if any.
 	tap Tap
+
+	// reuse is Pair.Reuse, off when the upstream has no read deadline.
+	// noReuse is set once something makes the upstream connection unfit
+	// for another client (an HTTP/1.0 request, an upgrade); upClean says
+	// the upstream's last final response left its connection open, and
+	// parkedClean that its reading then stopped between messages.
+	reuse       bool
+	noReuse     atomic.Bool
+	upClean     atomic.Bool
+	parkedClean atomic.Bool
+	// last is the last request forwarded (client side only).
+	last *exchange
 }
 
 // exchange is one request on its way to being paired with its response.
@@ -264,6 +307,12 @@ type exchange struct {
 	obs Exchange
 	// proto11 says the client speaks HTTP/1.1 or later.
 	proto11 bool
+	// closeAfter: the client asked to close after this exchange and, the
+	// upstream connection being kept, the sidecar answers that itself.
+	closeAfter bool
+	// relayed closes when the final response was relayed to its end (or
+	// the upstream side ended); only on connections with Reuse.
+	relayed chan struct{}
 }
 
 // Relay relays p until both sides closed (or one failed, or ctx ended) and
@@ -278,12 +327,15 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 		clientDone:   make(chan struct{}),
 		upstreamDone: make(chan struct{}),
 	}
-	c.up = &tee{src: prefixed(p.ClientPrefix, p.Client), dst: p.Upstream, limit: -1, hold: r.opts.RequestHook != nil}
-	c.down = &tee{src: prefixed(p.UpstreamPrefix, p.Upstream), dst: p.Client, limit: -1}
+	_, deadlines := p.Upstream.(readDeadliner)
+	c.reuse = p.Reuse && deadlines && len(p.UpstreamPrefix) == 0
+	c.up = &tee{src: prefixed(p.ClientPrefix, p.Client), dst: p.Upstream, limit: -1, hold: r.opts.RequestHook != nil || c.reuse}
+	c.down = &tee{src: prefixed(p.UpstreamPrefix, p.Upstream), dst: p.Client, limit: -1, hold: c.reuse}
 	if rw, ok := sink.(Rewriter); ok && rw.RewritesResponses() {
 		c.rw = rw
 		c.down.hold = true
 	}
+	c.upClean.Store(true)
 	c.upBuf = getReader(c.up)
 	c.downBuf = getReader(c.down)
 	defer putReader(c.upBuf)
@@ -297,7 +349,11 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 	go func() {
 		defer wg.Done()
 		defer close(c.clientDone)
-		c.finish(c.clientSide())
+		err := c.clientSide()
+		if err == nil && c.reuse && !c.noReuse.Load() {
+			c.park()
+		}
+		c.finish(err)
 	}()
 	go func() {
 		defer wg.Done()
@@ -315,6 +371,13 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 	}
 	c.stats.BytesUp = c.up.n
 	c.stats.BytesDown = c.down.n
+	c.stats.Reusable = c.reuse && !c.noReuse.Load() && c.upClean.Load() && c.parkedClean.Load() &&
+		c.stats.Err == nil && c.stats.ParseErr == nil && !c.stats.Upgraded
+	if c.stats.Reusable {
+		if err := c.pair.Upstream.(readDeadliner).SetReadDeadline(time.Time{}); err != nil {
+			c.stats.Reusable = false
+		}
+	}
 	return c.stats
 }
 

@@ -17,9 +17,16 @@ func (c *conn) clientSide() error {
 	br := c.upBuf
 	var prev *exchange
 	gated := c.r.opts.RequestHook != nil
+	// held: requests are forwarded once parsed (gated, or rewritten to
+	// keep the upstream connection), not as they are read.
+	held := c.up.hold
 	var recent [maxUnrecorded]*exchange
 	for stream := uint64(1); ; stream++ {
 		if _, err := br.Peek(1); err != nil {
+			if c.reuse && !c.noReuse.Load() {
+				// Between messages: the upstream connection stays open.
+				return c.end(c.up, nil)
+			}
 			if err := c.up.closeHeld(); err != nil {
 				return err
 			}
@@ -53,7 +60,10 @@ func (c *conn) clientSide() error {
 		if x.upgrade {
 			x.header = req.Header.Clone()
 		}
-		if gated {
+		if c.reuse {
+			x.relayed = make(chan struct{})
+		}
+		if held {
 			ok, err := c.gateRequest(x, prev, req)
 			if !ok {
 				return err
@@ -64,7 +74,7 @@ func (c *conn) clientSide() error {
 		case <-c.upstreamDone:
 			// Nobody answers any more; keep relaying, stop pairing.
 			close(x.recorded)
-			if gated {
+			if held {
 				return c.end(c.up, nil) // nobody answers what is forwarded
 			}
 			return c.end(c.up, drain(br))
@@ -75,7 +85,7 @@ func (c *conn) clientSide() error {
 			body.limit = 0
 		}
 		var berr error
-		if gated {
+		if held {
 			berr = c.copyBodyGated(body, req)
 		} else {
 			_, berr = copyBody(body, req)
@@ -92,12 +102,16 @@ func (c *conn) clientSide() error {
 			c.recordRequest(x, req, body)
 		})
 		prev = x
+		c.last = x
 		recent[stream%maxUnrecorded] = x
 		if berr != nil {
 			if gated {
 				return c.unparsed(stream, berr)
 			}
 			return c.rawAfter(c.up, br, "request body", stream, berr)
+		}
+		if x.closeAfter {
+			return c.dropRest(br)
 		}
 		if x.upgrade {
 			// Relay on until the client sends more (it may speak the new
@@ -144,6 +158,16 @@ func (c *conn) copyBodyGated(dst *capture, req *http.Request) error {
 			return err
 		}
 	}
+}
+
+// dropRest reads the client that asked to close until it does (or for
+// closeLinger after its response) and forwards none of it: a request
+// after "Connection: close" is not one the upstream connection may carry.
+func (c *conn) dropRest(br *bufio.Reader) error {
+	c.up.discard = true
+	c.up.drop(len(c.up.held))
+	_, _ = io.Copy(io.Discard, br)
+	return c.end(c.up, nil)
 }
 
 // unparsed ends a gated connection on a request that cannot be parsed:

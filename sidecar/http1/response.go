@@ -29,6 +29,10 @@ func (c *conn) upstreamSide() (err error) {
 	defer func() { decide(false) }()
 	for n := uint64(1); ; n++ {
 		if _, err := br.Peek(1); err != nil {
+			if errors.Is(err, errParked) {
+				c.parkedClean.Store(true)
+				return nil
+			}
 			return c.end(c.down, nil)
 		}
 		if x == nil {
@@ -55,14 +59,22 @@ func (c *conn) upstreamSide() (err error) {
 		if c.rw != nil && x != nil && !switched && Rewritable(method, resp.StatusCode) {
 			rw = c.rw.RewriteResponse(method, target, resp.StatusCode, resp.Header)
 		}
+		final := resp.StatusCode/100 != 1 || resp.StatusCode == http.StatusSwitchingProtocols
 		if c.down.hold {
-			if rw != nil {
+			switch {
+			case rw != nil:
 				c.down.skip(c.consumed())
-			} else if ferr := c.down.forward(c.consumed()); ferr != nil {
-				return ferr
+			case final && x != nil && x.closeAfter:
+				if ferr := c.sendCloseHead(); ferr != nil {
+					return ferr
+				}
+			default:
+				if ferr := c.down.forward(c.consumed()); ferr != nil {
+					return ferr
+				}
 			}
 		}
-		if resp.StatusCode/100 == 1 && resp.StatusCode != http.StatusSwitchingProtocols {
+		if !final {
 			continue // informational: the final response follows
 		}
 		body := &capture{limit: c.r.opts.BodyCap}
@@ -117,8 +129,34 @@ func (c *conn) upstreamSide() (err error) {
 			return c.end(c.down, drain(br))
 		}
 		decide(false)
+		if c.reuse {
+			c.upClean.Store(keepsAlive(resp))
+			close(x.relayed)
+			if x.closeAfter {
+				// The client asked to close: the upstream connection
+				// is not read any further, and the client is closed.
+				c.parkedClean.Store(br.Buffered() == 0)
+				c.closeClient()
+				return nil
+			}
+		}
 		x = nil
 	}
+}
+
+// sendCloseHead sends the client the response head the parser just read
+// with "Connection: close" in it (see closeHead).
+func (c *conn) sendCloseHead() error {
+	to := c.consumed()
+	head, err := closeHead(c.down.held[:int(to-c.down.heldAt)])
+	if err != nil {
+		return err
+	}
+	if err := c.down.send(head); err != nil {
+		return err
+	}
+	c.down.skip(to)
+	return nil
 }
 
 var errUnpaired = errors.New("response without a request")
@@ -135,7 +173,7 @@ func (c *conn) copyResponse(x *exchange, body *capture, resp *http.Response, rw 
 		w = observed{body, x.obs}
 	}
 	if rw != nil {
-		err := c.rewrite(w, resp, rw, x.proto11)
+		err := c.rewrite(w, resp, rw, x.proto11, x.closeAfter)
 		c.down.skip(c.consumed())
 		return err
 	}

@@ -118,10 +118,11 @@ func (f forwarding) Read(p []byte) (int, error) {
 }
 
 // rewrite sends resp to the client with its body rewritten by rw, after
-// feeding the upstream's bytes to w (the record and the observer). A
+// feeding the upstream's bytes to w (the record and the observer);
+// closing adds "Connection: close" (see Pair.Reuse). A
 // gzip body is decoded for rw and sent decoded. The head goes at once
 // when rw streams (chunked), else with the rewritten body's length.
-func (c *conn) rewrite(w io.Writer, resp *http.Response, rw BodyRewriter, proto11 bool) error {
+func (c *conn) rewrite(w io.Writer, resp *http.Response, rw BodyRewriter, proto11, closing bool) error {
 	body := io.Reader(io.TeeReader(resp.Body, w))
 	h := resp.Header.Clone()
 	if enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding"))); enc == "gzip" || enc == "x-gzip" {
@@ -134,6 +135,9 @@ func (c *conn) rewrite(w io.Writer, resp *http.Response, rw BodyRewriter, proto1
 	}
 	h.Del("Content-Length")
 	h.Del("Transfer-Encoding")
+	if closing {
+		h.Set("Connection", "close")
+	}
 	out := &headWriter{c: c, resp: resp, h: h, chunked: proto11}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/pkg/event"
@@ -45,21 +47,39 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 		log.Warn("relaying without guaranteed recording (fail-open)", keyErr, err)
 	}
 
-	dctx, cancel := context.WithTimeout(ctx, p.opts.DialTimeout)
-	uc, err := p.dial(dctx, "tcp", dst.String())
-	cancel()
-	if err != nil {
-		p.refuse(ctx, id, lc, dest, reasonUpstream, fmt.Sprintf("upstream unreachable: %v", err), start)
+	// A destination the pool keeps connections to speaks HTTP or TLS,
+	// client first: hear the client before choosing its connection.
+	var up *upstreamConn
+	var res sniff.Result
+	var upFirst []byte
+	heard := p.pool.knows(dst)
+	if heard {
+		res, err = sniff.Peek(ctx, client, sniff.Options{Timeout: p.opts.SniffTimeout})
+		up = p.pool.get(p.poolKey(dst, res))
+	}
+	if up == nil {
+		var derr error
+		up, derr = p.dialUpstream(ctx, dst)
+		if derr != nil {
+			p.refuse(ctx, id, lc, dest, reasonUpstream, fmt.Sprintf("upstream unreachable: %v", derr), start)
+			return
+		}
+		p.m.upstreams.WithLabelValues(upstreamDialed).Inc()
+	} else {
+		p.m.upstreams.WithLabelValues(upstreamReused).Inc()
+	}
+	kept := false
+	defer func() {
+		if !kept {
+			up.close()
+		}
+	}()
+	if !lc.setUpstream(up.tcp) {
 		return
 	}
-	up := uc.(*net.TCPConn)
-	defer up.Close()
-	defer p.own.add(up)()
-	if !lc.setUpstream(up) {
-		return
+	if !heard {
+		res, upFirst, err = p.sniff(ctx, client, up.tcp)
 	}
-
-	res, upFirst, err := p.sniff(ctx, client, up)
 	if err != nil {
 		log.Debug("sniff", keyErr, err)
 	}
@@ -68,7 +88,7 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	if p.own.has(client.RemoteAddr()) {
 		log.Info("own upstream connection redirected back to the sidecar; relayed raw")
 		p.m.loops.Inc()
-		_, _, _ = relayRaw(client, up, res.Prefix, upFirst)
+		_, _, _ = relayRaw(client, up.tcp, res.Prefix, upFirst)
 		return
 	}
 	dest.Protocol = string(res.Protocol)
@@ -82,7 +102,7 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	if res.Protocol == sniff.TLS {
 		ok, why := p.tls.intercepts(res.Hello, dst.Addr())
 		if ok {
-			p.intercept(ctx, id, lc, log, dst, dest, res, up, start)
+			kept = p.intercept(ctx, id, lc, log, dst, dest, res, up, start)
 			return
 		}
 		log.Debug("tls passed through", keyReason, why)
@@ -107,23 +127,25 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	case sniff.HTTP1:
 		sink := p.newSink(ctx, id, lc, dst, dest)
 		st := p.http1.Relay(sink.ctx, http1.Pair{
-			Client: client, Upstream: up,
+			Client: client, Upstream: up.tcp,
 			ClientPrefix: res.Prefix, UpstreamPrefix: upFirst,
+			Reuse: p.pool != nil,
 		}, sink)
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err, st.ParseErr)
+		kept = st.Reusable && p.keep(lc, up, poolKey{dst: dst})
 	case sniff.HTTP2:
 		// The client's preface was read while sniffing: replay it to the
 		// HTTP/2 server, and anything the upstream said to its client.
 		sink := p.newSink(ctx, id, lc, dst, dest)
 		st := p.http2.Serve(sink.ctx,
 			&prefixConn{TCPConn: client, prefix: res.Prefix},
-			&prefixConn{TCPConn: up, prefix: upFirst},
+			&prefixConn{TCPConn: up.tcp, prefix: upFirst},
 			"http", dst.String(), sink)
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err)
 	default:
-		up, down, rerr := relayRaw(client, up, res.Prefix, upFirst)
+		up, down, rerr := relayRaw(client, up.tcp, res.Prefix, upFirst)
 		cls.BytesUp, cls.BytesDown = up, down
 		errs = append(errs, rerr)
 	}
@@ -147,6 +169,45 @@ func (p *Proxy) finish(ctx context.Context, id string, lc *liveConn, log *slog.L
 		e.ConnClose = cls
 	}))
 	log.Debug("connection closed", "bytes_up", cls.BytesUp, "bytes_down", cls.BytesDown, keyErr, cls.Error)
+}
+
+// dialUpstream dials dst for one client connection.
+func (p *Proxy) dialUpstream(ctx context.Context, dst netip.AddrPort) (*upstreamConn, error) {
+	dctx, cancel := context.WithTimeout(ctx, p.opts.DialTimeout)
+	defer cancel()
+	c, err := p.dial(dctx, "tcp", dst.String())
+	if err != nil {
+		return nil, err
+	}
+	tc := c.(*net.TCPConn)
+	return &upstreamConn{tcp: tc, forget: p.own.add(tc)}, nil
+}
+
+// poolKey is the key of the pooled connections that may serve a client
+// whose first bytes are res, zero when none may: plain HTTP/1, or TLS
+// that is intercepted (for HTTP/1.1, which only the upstream's answer
+// tells; an h2 connection is never put back).
+func (p *Proxy) poolKey(dst netip.AddrPort, res sniff.Result) poolKey {
+	switch res.Protocol {
+	case sniff.HTTP1:
+		return poolKey{dst: dst}
+	case sniff.TLS:
+		if ok, _ := p.tls.intercepts(res.Hello, dst.Addr()); ok {
+			return poolKey{dst: dst, tls: true, name: tlsName(res.Hello, dst), alpn: strings.Join(offers(res.Hello.ALPN), ",")}
+		}
+	}
+	return poolKey{}
+}
+
+// keep hands up to the pool under key once its client is done with it,
+// and reports whether it did.
+func (p *Proxy) keep(lc *liveConn, up *upstreamConn, key poolKey) bool {
+	if p.pool == nil || p.isClosed() || !lc.releaseUpstream() {
+		return false
+	}
+	up.key = key
+	p.pool.put(up)
+	return true
 }
 
 // sniff classifies the client's protocol while watching the upstream: a

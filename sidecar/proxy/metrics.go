@@ -13,7 +13,14 @@ type metrics struct {
 	tls       *prometheus.CounterVec
 	streams   *prometheus.CounterVec
 	loops     prometheus.Counter
+	upstreams *prometheus.CounterVec
 }
+
+// Values of the upstreams counter's outcome label.
+const (
+	upstreamDialed = "dialed"
+	upstreamReused = "reused"
+)
 
 // Refusal reasons, the values of the refused counter's reason label.
 const (
@@ -61,9 +68,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chaperone_sidecar_looped_connections_total",
 			Help: "Upstream connections of the sidecar's that conntrack redirected back to it (relayed raw, recorded once).",
 		}),
+		upstreams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaperone_sidecar_upstream_connections_total",
+			Help: "Upstream connections taken for client connections, by outcome (dialed: a new one; reused: one an earlier client left idle).",
+		}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr, m.tls, m.streams, m.loops)
+		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr, m.tls, m.streams, m.loops, m.upstreams)
 	}
 	return m
 }

@@ -106,6 +106,12 @@ type Options struct {
 	// TLS, when set, intercepts TLS connections; nil passes them all
 	// through, recorded as TLS metadata.
 	TLS *TLSOptions
+	// UpstreamIdle is how long an upstream HTTP/1.1 connection (plain, or
+	// TLS set up by the sidecar) that a client left idle is kept for the
+	// next client connection to the same destination (default 30s). A
+	// negative value turns reuse off: every client connection then has
+	// its own upstream connection, closes passed on.
+	UpstreamIdle time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil leaves them unregistered.
@@ -122,6 +128,7 @@ type Proxy struct {
 	tls    *tlsState
 	dial   dialFunc
 	own    ownConns // the upstream connections' local addresses
+	pool   *upstreamPool
 	idBase string
 	nextID atomic.Uint64
 
@@ -149,6 +156,9 @@ func New(opts Options) (*Proxy, error) {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = DefaultDialTimeout
 	}
+	if opts.UpstreamIdle == 0 {
+		opts.UpstreamIdle = DefaultUpstreamIdle
+	}
 	if opts.OriginalDst == nil {
 		opts.OriginalDst = origdst.Get
 	}
@@ -173,6 +183,7 @@ func New(opts Options) (*Proxy, error) {
 		m:         newMetrics(opts.Registerer),
 		tls:       ts,
 		dial:      dial,
+		pool:      newUpstreamPool(opts.UpstreamIdle),
 		idBase:    event.NewID(time.Now())[16:], // random per process: ids stay unique across restarts
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*liveConn]struct{}{},
@@ -230,6 +241,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() {
 		_ = ln.Close()
 		p.closeAll()
+		p.pool.closeAll()
 	})
 	defer stop()
 
@@ -302,6 +314,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	live := len(p.conns)
 	p.mu.Unlock()
+	p.pool.closeAll()
 	p.log.Info("proxy shutting down", keyCount, live)
 
 	done := make(chan struct{})
@@ -379,6 +392,15 @@ func (c *liveConn) setUpstream(u *net.TCPConn) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.up = u
+	return !c.wasCut
+}
+
+// releaseUpstream forgets the upstream connection, which outlives c in
+// the pool, and reports whether c was not cut.
+func (c *liveConn) releaseUpstream() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.up = nil
 	return !c.wasCut
 }
 

@@ -144,44 +144,57 @@ func (s *tlsState) intercepts(h sniff.Hello, dst netip.Addr) (bool, string) {
 	return true, ""
 }
 
-// intercept terminates the client's TLS with a minted leaf after a
-// verified handshake with the upstream, and records the plaintext.
-func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slog.Logger, dst netip.AddrPort, dest *event.Destination, res sniff.Result, up *net.TCPConn, start time.Time) {
-	client := lc.client
-	name := res.Hello.SNI
-	if name == "" {
-		name = dst.Addr().Unmap().String()
+// tlsName is the name an intercepted connection's leaf is minted for and
+// its upstream verified against: the SNI, else the destination's IP.
+func tlsName(h sniff.Hello, dst netip.AddrPort) string {
+	if h.SNI != "" {
+		return h.SNI
 	}
+	return dst.Addr().Unmap().String()
+}
+
+// intercept terminates the client's TLS with a minted leaf after a
+// verified handshake with the upstream (none when up is a kept TLS
+// connection), and records the plaintext. It reports whether up went back
+// to the pool.
+func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slog.Logger, dst netip.AddrPort, dest *event.Destination, res sniff.Result, up *upstreamConn, start time.Time) bool {
+	client := lc.client
+	name := tlsName(res.Hello, dst)
 	info := &event.TLSInfo{SNI: res.Hello.SNI, ALPN: res.Hello.ALPN}
 	hctx, cancel := context.WithTimeout(ctx, p.opts.DialTimeout)
 	defer cancel()
 
-	tup := tls.Client(up, &tls.Config{
-		ServerName:         name,
-		RootCAs:            p.tls.opts.RootCAs,
-		NextProtos:         offers(res.Hello.ALPN),
-		CurvePreferences:   groups(res.Hello.Groups),
-		MinVersion:         tls.VersionTLS12,
-		ClientSessionCache: p.tls.sessions,
-	})
-	if err := tup.HandshakeContext(hctx); err != nil {
-		p.refuseTLS(ctx, id, lc, dest, info, res, fmt.Sprintf("upstream tls: %v", err), start)
-		return
+	if up.tls == nil {
+		tup := tls.Client(up.tcp, &tls.Config{
+			ServerName:         name,
+			RootCAs:            p.tls.opts.RootCAs,
+			NextProtos:         offers(res.Hello.ALPN),
+			CurvePreferences:   groups(res.Hello.Groups),
+			MinVersion:         tls.VersionTLS12,
+			ClientSessionCache: p.tls.sessions,
+		})
+		if err := tup.HandshakeContext(hctx); err != nil {
+			p.refuseTLS(ctx, id, lc, dest, info, res, fmt.Sprintf("upstream tls: %v", err), start)
+			return false
+		}
+		ust := tup.ConnectionState()
+		up.tls = tup
+		up.version = tls.VersionName(ust.Version)
+		up.cipher = tls.CipherSuiteName(ust.CipherSuite)
+		up.proto = ust.NegotiatedProtocol
 	}
-	ust := tup.ConnectionState()
-	info.Version = tls.VersionName(ust.Version)
-	info.Cipher = tls.CipherSuiteName(ust.CipherSuite)
-	info.Protocol = ust.NegotiatedProtocol
+	tup := up.tls
+	info.Version, info.Cipher, info.Protocol = up.version, up.cipher, up.proto
 
 	leaf, err := p.tls.opts.Minter.Leaf(hctx, name)
 	if err != nil {
 		p.refuseTLS(ctx, id, lc, dest, info, res, fmt.Sprintf("mint leaf: %v", err), start)
-		return
+		return false
 	}
 	scfg := p.tls.server.Clone()
 	scfg.Certificates = []tls.Certificate{*leaf}
-	if ust.NegotiatedProtocol != "" {
-		scfg.NextProtos = []string{ust.NegotiatedProtocol}
+	if up.proto != "" {
+		scfg.NextProtos = []string{up.proto}
 	}
 	tcl := tls.Server(&prefixConn{TCPConn: client, prefix: res.Prefix}, scfg)
 	if err := tcl.HandshakeContext(hctx); err != nil {
@@ -194,12 +207,12 @@ func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slo
 		p.publish(ctx, id, lc, p.newEvent(event.KindConnOpen, start, id, dest, func(e *event.Event) {
 			e.ConnOpen = &event.ConnOpen{Client: client.RemoteAddr().String(), Refused: detail, TLS: info}
 		}))
-		return
+		return false
 	}
 	info.Intercepted = true
 	cancel()
 
-	switch ust.NegotiatedProtocol {
+	switch up.proto {
 	case "", alpnHTTP1:
 		dest.Protocol = protoHTTPS
 	case alpnH2:
@@ -209,8 +222,7 @@ func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slo
 	}
 	if dest.Protocol == protoTLS && !p.gateConn(ctx, id, lc, dst, dest, start) {
 		_ = tcl.Close()
-		_ = tup.Close()
-		return
+		return false
 	}
 	p.m.conns.WithLabelValues(dest.Protocol).Inc()
 	p.m.tls.WithLabelValues(modeIntercepted).Inc()
@@ -221,12 +233,14 @@ func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slo
 
 	cls := &event.ConnClose{TLS: info}
 	var errs []error
+	kept := false
 	switch dest.Protocol {
 	case protoHTTPS:
 		sink := p.newSink(ctx, id, lc, dst, dest)
-		st := p.http1.Relay(sink.ctx, http1.Pair{Client: tcl, Upstream: tup}, sink)
+		st := p.http1.Relay(sink.ctx, http1.Pair{Client: tcl, Upstream: tup, Reuse: p.pool != nil}, sink)
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err, st.ParseErr)
+		kept = st.Reusable && p.keep(lc, up, p.poolKey(dst, res))
 	case protoH2:
 		sink := p.newSink(ctx, id, lc, dst, dest)
 		st := p.http2.Serve(sink.ctx, tcl, tup, "https", name, sink)
@@ -238,8 +252,8 @@ func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slo
 		errs = append(errs, rerr)
 	}
 	_ = tcl.Close()
-	_ = tup.Close()
 	p.finish(ctx, id, lc, log, dest, cls, start, errs)
+	return kept
 }
 
 // refuseTLS records a TLS connection that is not relayed and ends the

@@ -225,7 +225,12 @@ func TestTLSRefused(t *testing.T) {
 // client offered, so a classical client costs no post-quantum hybrid.
 func TestTLSUpstreamGroups(t *testing.T) {
 	w := newTLSWorld(t)
-	_, addr := w.proxy(t, true)
+	// Every client gets a new upstream connection (no reuse): its key
+	// exchange is the one looked at.
+	_, addr := startProxy(t, newMemRecorder(), w.upTarget, func(o *Options) {
+		o.TLS = &TLSOptions{Minter: w.sidecar, RootCAs: w.upCA}
+		o.UpstreamIdle = -1
+	})
 	tests := []struct {
 		name   string
 		client []tls.CurveID
