@@ -60,19 +60,9 @@ func (t *tee) consumed(br *bufio.Reader) int {
 	return len(t.held) - br.Buffered()
 }
 
-// release forwards the first n held bytes.
+// release forwards the first n held bytes, after a head waiting in pre.
 func (t *tee) release(n int) error {
-	if n <= 0 {
-		return nil
-	}
-	w, err := t.dst.Write(t.held[:n])
-	t.n += int64(w)
-	t.drop(n)
-	if err != nil {
-		t.err = fmt.Errorf("%w: %w", errRelay, err)
-		return t.err
-	}
-	return nil
+	return t.forward(t.heldAt + int64(max(n, 0)))
 }
 
 // closeHeld passes the client's half-close on once nothing is held.
@@ -108,17 +98,30 @@ func (c *conn) gateRequest(x *exchange, prev *exchange, req *http.Request) (bool
 	if err == nil && v.Refusal == nil {
 		x.metaOnly = v.MetadataOnly
 		head := c.up.held[:headLen]
+		rewritten := false
 		if len(v.Changed) > 0 {
 			head, err = rewriteHead(head, req.Header, v.Changed)
+			rewritten = true
 		}
 		if changed, h := c.keepUpstream(x, req); err == nil && changed != nil {
 			head, err = rewriteHead(head, h, changed)
+			rewritten = true
 		}
 		if err == nil {
-			if werr := c.up.send(head); werr != nil {
-				return false, werr
+			switch {
+			case req.Body != nil && req.Body != http.NoBody && c.upBuf.Buffered() > 0:
+				// The body's first bytes are here: the head goes with
+				// them (copyBodyGated releases), in one write.
+				if rewritten {
+					c.up.pre = head
+					c.up.drop(headLen)
+				}
+			default:
+				if werr := c.up.send(head); werr != nil {
+					return false, werr
+				}
+				c.up.drop(headLen)
 			}
-			c.up.drop(headLen)
 			return true, nil
 		}
 	}

@@ -168,6 +168,9 @@ type tee struct {
 	held   []byte
 	read   int64
 	heldAt int64
+	// pre is a rewritten head that goes out before the next held bytes
+	// forwarded, in the same write.
+	pre []byte
 	// parked is set when the relay stops reading an upstream connection
 	// that stays open for reuse: the read deadline that interrupts the
 	// read is then a clean stop (errParked), not a failure.

@@ -68,6 +68,9 @@ func (c *conn) upstreamSide() (err error) {
 				if ferr := c.sendCloseHead(); ferr != nil {
 					return ferr
 				}
+			case final && !switched && br.Buffered() > 0:
+				// The body's first bytes are here: the head goes with
+				// them (copyResponse forwards), in one write.
 			default:
 				if ferr := c.down.forward(c.consumed()); ferr != nil {
 					return ferr
@@ -144,18 +147,17 @@ func (c *conn) upstreamSide() (err error) {
 	}
 }
 
-// sendCloseHead sends the client the response head the parser just read
-// with "Connection: close" in it (see closeHead).
+// sendCloseHead puts "Connection: close" into the response head the
+// parser just read (see closeHead); the head goes to the client with the
+// body's first bytes.
 func (c *conn) sendCloseHead() error {
 	to := c.consumed()
 	head, err := closeHead(c.down.held[:int(to-c.down.heldAt)])
 	if err != nil {
 		return err
 	}
-	if err := c.down.send(head); err != nil {
-		return err
-	}
 	c.down.skip(to)
+	c.down.pre = head
 	return nil
 }
 

@@ -252,3 +252,73 @@ func TestReuseWithHook(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// writeCounter counts the writes relayed to a connection.
+type writeCounter struct {
+	*net.TCPConn
+	writes atomic.Int32
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.writes.Add(1)
+	return w.TCPConn.Write(p)
+}
+
+// A message that arrives in one piece leaves in one write, its head
+// rewritten or not: a write more per message is a wake-up more for the
+// peer.
+func TestHeadAndBodyInOneWrite(t *testing.T) {
+	up := scripted(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+		}
+	})
+	hook := func(context.Context, uint64, *http.Request) (Verdict, error) { return Verdict{}, nil }
+	for _, tc := range []struct {
+		name  string
+		reuse bool
+		req   string
+	}{
+		{"post", true, "POST / HTTP/1.1\r\nHost: up\r\nContent-Length: 3\r\n\r\nabc"},
+		{"post, close", true, "POST / HTTP/1.1\r\nHost: up\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc"},
+		{"get, no reuse", false, "GET / HTTP/1.1\r\nHost: up\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			done := make(chan [2]int32, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				u, err := net.Dial("tcp", up)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				cw := &writeCounter{TCPConn: c.(*net.TCPConn)}
+				uw := &writeCounter{TCPConn: u.(*net.TCPConn)}
+				New(Options{RequestHook: hook}).Relay(t.Context(), Pair{Client: cw, Upstream: uw, Reuse: tc.reuse}, &memSink{})
+				done <- [2]int32{uw.writes.Load(), cw.writes.Load()}
+			}()
+			_, body, _ := exchange1(t, ln.Addr().String(), tc.req, true)
+			if body != "hello" {
+				t.Fatalf("body %q", body)
+			}
+			w := <-done
+			if w[0] != 1 || w[1] != 1 {
+				t.Errorf("writes upstream %d, to the client %d; want 1 and 1", w[0], w[1])
+			}
+		})
+	}
+}

@@ -41,13 +41,19 @@ func Rewritable(method string, status int) bool {
 	return method != http.MethodHead && status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-// forward relays the held bytes up to stream offset to.
+// forward relays the held bytes up to stream offset to, after a head
+// waiting in pre.
 func (t *tee) forward(to int64) error {
-	n := int(to - t.heldAt)
-	if n <= 0 {
+	n := max(int(to-t.heldAt), 0)
+	if n == 0 && len(t.pre) == 0 {
 		return nil
 	}
-	err := t.send(t.held[:n])
+	p := t.held[:n]
+	if len(t.pre) > 0 {
+		p = append(t.pre, p...)
+		t.pre = nil
+	}
+	err := t.send(p)
 	t.drop(n)
 	return err
 }
@@ -88,7 +94,8 @@ func (t *tee) unhold() error {
 		return t.err
 	}
 	t.hold = false
-	err := t.send(t.held)
+	err := t.send(append(t.pre, t.held...))
+	t.pre = nil
 	t.heldAt += int64(len(t.held))
 	t.held = nil
 	if err == nil && t.eof {
