@@ -52,9 +52,16 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	var up *upstreamConn
 	var res sniff.Result
 	var upFirst []byte
-	heard := p.pool.knows(dst)
-	if heard {
-		res, err = sniff.Peek(ctx, client, sniff.Options{Timeout: p.opts.SniffTimeout})
+	heard := false
+	if p.pool.knows(dst) {
+		wait := clientFirstWait
+		if p.opts.SniffTimeout > 0 {
+			wait = min(wait, p.opts.SniffTimeout)
+		}
+		res, err = sniff.Peek(ctx, client, sniff.Options{Timeout: wait})
+		// A client that stays silent may be waiting for a server that
+		// speaks first after all: dial, and sniff both sides.
+		heard = len(res.Prefix) > 0 || err != nil
 		up = p.pool.get(p.poolKey(dst, res))
 	}
 	if up == nil {
@@ -170,6 +177,11 @@ func (p *Proxy) finish(ctx context.Context, id string, lc *liveConn, log *slog.L
 	}))
 	log.Debug("connection closed", "bytes_up", cls.BytesUp, "bytes_down", cls.BytesDown, keyErr, cls.Error)
 }
+
+// clientFirstWait bounds the wait for the first bytes of a client whose
+// destination the pool keeps connections to, before the proxy dials and
+// watches the server too.
+const clientFirstWait = 500 * time.Millisecond
 
 // dialUpstream dials dst for one client connection.
 func (p *Proxy) dialUpstream(ctx context.Context, dst netip.AddrPort) (*upstreamConn, error) {

@@ -217,3 +217,56 @@ func TestUpstreamReusedTLS(t *testing.T) {
 		}
 	}
 }
+
+// A destination the pool keeps connections to is heard client first; a
+// client that stays silent, waiting for a server that speaks first, still
+// gets its server's greeting.
+func TestUpstreamKnownButServerSpeaksFirst(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for n := 0; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(first bool) {
+				defer c.Close()
+				if !first {
+					_, _ = io.WriteString(c, "BANNER\r\n")
+					_, _ = io.Copy(io.Discard, c)
+					return
+				}
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}(n == 0)
+		}
+	}()
+	rec := newMemRecorder()
+	_, addr := startProxy(t, rec, ln.Addr().String(), nil)
+	if _, body := getOnce(t, addr, "/", false); body != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	rec.closes(t, 1) // the HTTP connection is kept
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // a safety net
+	b := make([]byte, 8)
+	if _, err := io.ReadFull(c, b); err != nil || string(b) != "BANNER\r\n" {
+		t.Fatalf("read %q, %v; want the server's greeting", b, err)
+	}
+}
