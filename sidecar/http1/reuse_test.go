@@ -3,6 +3,7 @@ package http1
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -107,7 +108,7 @@ func exchange1(t *testing.T, addr, raw string, halfClose bool) (*http.Response, 
 	body, _ := io.ReadAll(resp.Body)
 	_ = c.SetReadDeadline(time.Now().Add(time.Second))
 	_, err = br.ReadByte()
-	return resp, string(body), err == io.EOF
+	return resp, string(body), errors.Is(err, io.EOF)
 }
 
 func TestReuseAcrossClients(t *testing.T) {

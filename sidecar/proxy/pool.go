@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/chaperone-dev/chaperone/sidecar/http1"
 )
 
 // Defaults of the upstream pool.
@@ -43,14 +41,6 @@ type upstreamConn struct {
 
 	key   poolKey
 	timer *time.Timer
-}
-
-// conn is what the HTTP/1 relay reads and writes.
-func (u *upstreamConn) conn() http1.Conn {
-	if u.tls != nil {
-		return u.tls
-	}
-	return u.tcp
 }
 
 func (u *upstreamConn) close() {
