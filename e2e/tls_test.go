@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +29,8 @@ import (
 type tlsUpstream struct {
 	addr   netip.AddrPort
 	caFile string // the test CA, PEM
+	// conns counts the connections the upstream accepted.
+	conns *atomic.Int32
 }
 
 func startTLSUpstream(t *testing.T, ip netip.Addr) tlsUpstream {
@@ -60,15 +64,23 @@ func startTLSUpstream(t *testing.T, ip netip.Addr) tlsUpstream {
 	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello %s over %s", r.URL.Query().Get("name"), r.Proto)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	conns := &atomic.Int32{}
+	srv := &http.Server{
+		Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return tlsUpstream{addr: netip.MustParseAddrPort(ln.Addr().String()), caFile: caFile}
+	return tlsUpstream{addr: netip.MustParseAddrPort(ln.Addr().String()), caFile: caFile, conns: conns}
 }
 
 // runTLS runs script behind the real sidecar in sb and returns its output
 // and the session id.
-func runTLS(t *testing.T, srv *localserver.Server, sb *sandbox.Sandbox, up tlsUpstream, extraCA []string, script string) (output, session string) {
+func runTLS(t *testing.T, srv *localserver.Server, sb *sandbox.Sandbox, up tlsUpstream, extraCA []string, script string, sidecarArgs ...string) (output, session string) {
 	t.Helper()
 	var out, sidecarLog bytes.Buffer
 	res, err := runner.Run(t.Context(), runner.Options{
@@ -77,7 +89,7 @@ func runTLS(t *testing.T, srv *localserver.Server, sb *sandbox.Sandbox, up tlsUp
 			"IP=" + up.addr.Addr().String(), "PORT=" + fmt.Sprint(up.addr.Port()), "UPSTREAM_CA=" + up.caFile,
 		},
 		ExtraCA:     extraCA,
-		SidecarArgs: []string{"--no-intercept", "pinned.test"},
+		SidecarArgs: append([]string{"--no-intercept", "pinned.test"}, sidecarArgs...),
 		NATSURL:     srv.Addrs.NATS,
 		Token:       srv.WorkloadToken,
 		SidecarPath: bin("chaperone-sidecar"),
