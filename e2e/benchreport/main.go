@@ -1,6 +1,8 @@
 // Command benchreport measures the sidecar's data path side by side with
 // its peers, in one run and with one load generator (wrk): straight to a
-// local upstream, through nginx as a keep-alive reverse proxy, and through
+// local upstream, through nginx as a keep-alive reverse proxy, through a
+// Go relay that copies bytes and nothing else (the floor of any Go proxy on
+// the machine; HTTP case only), and through
 // chaperone-sidecar with full recording on (redirect rules, original
 // destination, HTTP/1.1 recorder, spool, JetStream, server ingest). It
 // prints p50/p99 latency, requests/s and the sidecar's RSS, with ratios.
@@ -38,6 +40,13 @@ type config struct {
 
 func main() {
 	sandbox.MaybeRunHelper()
+	if len(os.Args) > 1 && os.Args[1] == goRelayArg {
+		if err := runGoRelay(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "benchreport go-relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var cfg config
 	flag.StringVar(&cfg.binDir, "bin", "bin", "directory with the chaperone binaries")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each wrk run")

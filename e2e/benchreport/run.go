@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,13 +93,18 @@ func runHTTPCase(ctx context.Context, cfg config, work string, srv *localserver.
 		return err
 	}
 	defer ngx.stop()
+	relay, err := startGoRelay(ctx, plain.HostIP().String(), up.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer relay.stop()
 
 	// Each round runs every path, so a slow phase of the shared machine
 	// hits them alike instead of one path's every run.
 	var results []result
 	var mem sidecarMemory
 	for round := 1; round <= cfg.rounds; round++ {
-		plainResults, err := runHTTPPlain(ctx, cfg, plain, up.Addr().String(), ngx)
+		plainResults, err := runHTTPPlain(ctx, cfg, plain, up.Addr().String(), ngx, relay)
 		if err != nil {
 			return fmt.Errorf("round %d: %w", round, err)
 		}
@@ -115,23 +121,31 @@ func runHTTPCase(ctx context.Context, cfg config, work string, srv *localserver.
 	return nil
 }
 
-// runHTTPPlain runs wrk straight to the upstream and through nginx, once
-// for every connection count, with nginx's CPU per request.
-func runHTTPPlain(ctx context.Context, cfg config, plain *sandbox.Sandbox, upstream string, ngx *nginx) ([]result, error) {
+// runHTTPPlain runs wrk straight to the upstream, through nginx and
+// through the Go relay, once for every connection count, with the
+// proxies' CPU per request.
+func runHTTPPlain(ctx context.Context, cfg config, plain *sandbox.Sandbox, upstream string, ngx *nginx, relay *goRelay) ([]result, error) {
 	var results []result
 	for _, c := range cfg.conns {
-		for _, tc := range []struct{ name, url string }{
-			{"direct", "http://" + upstream + "/"},
-			{"nginx", "http://" + ngx.addr + "/"},
+		for _, tc := range []struct {
+			name, url string
+			pid       int // the proxy's, 0 for none
+		}{
+			{"direct", "http://" + upstream + "/", 0},
+			{"nginx", "http://" + ngx.addr + "/", ngx.pid},
+			{"go-relay", "http://" + relay.addr + "/", relay.pid},
 		} {
-			cpu0, _ := treeCPU(ngx.pid)
+			var cpu0 time.Duration
+			if tc.pid != 0 {
+				cpu0, _ = treeCPU(tc.pid)
+			}
 			w, err := wrkIn(ctx, plain, tc.url, c, cfg.duration)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", tc.name, err)
 			}
 			r := result{name: tc.name, conns: c, wrk: w}
-			if tc.name == "nginx" {
-				if cpu1, err := treeCPU(ngx.pid); err == nil {
+			if tc.pid != 0 {
+				if cpu1, err := treeCPU(tc.pid); err == nil {
 					r.cpu.proxy = perRequest(cpu1-cpu0, w, cfg.duration)
 				}
 			}
@@ -409,11 +423,33 @@ func report(w io.Writer, cfg config, results []summary, mem sidecarMemory) {
 		fmt.Fprintf(w, "%2d conns: added p50 nginx %v, sidecar %v (sidecar/nginx %.2f, target ≤ 1.00); throughput sidecar/nginx %.2f (target ≥ 0.80 at 16)\n",
 			c, addN, addS, ratio(float64(addS), float64(addN)), ratio(s.rps, n.rps))
 	}
+	fmt.Fprintln(w, "The floor of a Go proxy on this machine: a Go relay that copies bytes both ways and parses, gates and records nothing:")
+	for _, c := range cfg.conns {
+		d, n, g := get[fmt.Sprintf("direct/%d", c)], get[fmt.Sprintf("nginx/%d", c)], get[fmt.Sprintf("go-relay/%d", c)]
+		addN, addG := n.p50-d.p50, g.p50-d.p50
+		fmt.Fprintf(w, "%2d conns: added p50 go-relay %v (go-relay/nginx %.2f); throughput go-relay/nginx %.2f\n",
+			c, addG, ratio(float64(addG), float64(addN)), ratio(g.rps, n.rps))
+	}
 	fmt.Fprintln(w, "CPU per request (user+system, the sidecar's until its spool and the server's ingest caught up; median over rounds):")
 	for _, c := range cfg.conns {
+		nc, gc, sc := cpuOf(results, "nginx", c), cpuOf(results, "go-relay", c), cpuOf(results, "sidecar", c)
+		fmt.Fprintf(w, "%2d conns: nginx %s; go-relay %s; sidecar %s (%.1f× nginx) + chaperone-server %s = %s\n",
+			c, micros(nc.proxy), micros(gc.proxy), micros(sc.proxy), ratio(float64(sc.proxy), float64(nc.proxy)), micros(sc.srv), micros(sc.proxy+sc.srv))
+	}
+	// The machine's cores do all the work; nginx's run tells what a
+	// request costs everything but the proxy (wrk, the upstream, the
+	// kernel). The server's ingest shares those cores here, so even a
+	// sidecar that cost nothing could go no faster than this.
+	for _, c := range cfg.conns {
+		n := get[fmt.Sprintf("nginx/%d", c)]
 		nc, sc := cpuOf(results, "nginx", c), cpuOf(results, "sidecar", c)
-		fmt.Fprintf(w, "%2d conns: nginx %s; sidecar %s (%.1f× nginx) + chaperone-server %s = %s\n",
-			c, micros(nc.proxy), micros(sc.proxy), ratio(float64(sc.proxy), float64(nc.proxy)), micros(sc.srv), micros(sc.proxy+sc.srv))
+		if n.rps == 0 || c == 1 {
+			continue
+		}
+		total := time.Duration(float64(runtime.NumCPU()) * float64(time.Second) / n.rps)
+		rest := total - nc.proxy
+		fmt.Fprintf(w, "%2d conns: %d cores / nginx's req/s = %s per request, %s of it not nginx's; with the server's %s, a sidecar that cost nothing would reach ≤ %.2f× nginx\n",
+			c, runtime.NumCPU(), micros(total), micros(rest), micros(sc.srv), ratio(float64(total), float64(rest+sc.srv)))
 	}
 	fmt.Fprintf(w, "sidecar RSS over %d sessions: idle %s MiB (target < 15), peak %.1f MiB (target < 40)\n",
 		mem.sessions, mibRange(mem.idleMin, mem.idleMax), float64(mem.peak)/(1<<20))
