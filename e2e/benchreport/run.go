@@ -436,20 +436,14 @@ func report(w io.Writer, cfg config, results []summary, mem sidecarMemory) {
 		fmt.Fprintf(w, "%2d conns: nginx %s; go-relay %s; sidecar %s (%.1f× nginx) + chaperone-server %s = %s\n",
 			c, micros(nc.proxy), micros(gc.proxy), micros(sc.proxy), ratio(float64(sc.proxy), float64(nc.proxy)), micros(sc.srv), micros(sc.proxy+sc.srv))
 	}
-	// The machine's cores do all the work; nginx's run tells what a
-	// request costs everything but the proxy (wrk, the upstream, the
-	// kernel). The server's ingest shares those cores here, so even a
-	// sidecar that cost nothing could go no faster than this.
 	for _, c := range cfg.conns {
-		n := get[fmt.Sprintf("nginx/%d", c)]
-		nc, sc := cpuOf(results, "nginx", c), cpuOf(results, "sidecar", c)
-		if n.rps == 0 || c == 1 {
+		if c == 1 {
 			continue
 		}
-		total := time.Duration(float64(runtime.NumCPU()) * float64(time.Second) / n.rps)
-		rest := total - nc.proxy
-		fmt.Fprintf(w, "%2d conns: %d cores / nginx's req/s = %s per request, %s of it not nginx's; with the server's %s, a sidecar that cost nothing would reach ≤ %.2f× nginx\n",
-			c, runtime.NumCPU(), micros(total), micros(rest), micros(sc.srv), ratio(float64(total), float64(rest+sc.srv)))
+		tp, lat := freeSidecar(runtime.NumCPU(), get[fmt.Sprintf("direct/%d", c)], get[fmt.Sprintf("nginx/%d", c)],
+			cpuOf(results, "nginx", c).proxy, cpuOf(results, "sidecar", c).srv)
+		fmt.Fprintf(w, "%2d conns: the server's ingest shares the %d cores here: a sidecar that cost nothing would reach ≤ %.2f× nginx's throughput, ≥ %.2f× its mean added latency\n",
+			c, runtime.NumCPU(), tp, lat)
 	}
 	fmt.Fprintf(w, "sidecar RSS over %d sessions: idle %s MiB (target < 15), peak %.1f MiB (target < 40)\n",
 		mem.sessions, mibRange(mem.idleMin, mem.idleMax), float64(mem.peak)/(1<<20))

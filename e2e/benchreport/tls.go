@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -357,6 +358,11 @@ func reportTLS(w io.Writer, cfg config, results []summary) {
 		addN, addS := n.p50-d.p50, s.p50-d.p50
 		fmt.Fprintf(w, "%2d conns keep-alive: added p50 nginx %v, sidecar %v (sidecar/nginx %.2f, target ≤ 1.00)\n",
 			c, addN, addS, ratio(float64(addS), float64(addN)))
+		if c > 1 {
+			tp, lat := freeSidecar(runtime.NumCPU(), d, n, k("nginx", modeKeepAlive).cpu.proxy, k("sidecar", modeKeepAlive).cpu.srv)
+			fmt.Fprintf(w, "%2d conns keep-alive: the server's ingest shares the %d cores here: a sidecar that cost nothing would reach ≤ %.2f× nginx's throughput, ≥ %.2f× its mean added latency\n",
+				c, runtime.NumCPU(), tp, lat)
+		}
 		// wrk's latency starts after the handshake, so the cost of a new
 		// connection shows in the request rate: time per request is 1/rate.
 		dn, nn, sn := k("direct", modeNewConn), k("nginx", modeNewConn), k("sidecar", modeNewConn)
