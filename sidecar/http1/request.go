@@ -74,8 +74,11 @@ func (c *conn) clientSide() error {
 		case <-c.upstreamDone:
 			// Nobody answers any more; keep relaying, stop pairing.
 			close(x.recorded)
-			if held {
+			if gated {
 				return c.end(c.up, nil) // nobody answers what is forwarded
+			}
+			if err := c.up.unhold(); err != nil {
+				return err
 			}
 			return c.end(c.up, drain(br))
 		}
