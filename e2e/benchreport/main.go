@@ -41,11 +41,9 @@ type config struct {
 func main() {
 	sandbox.MaybeRunHelper()
 	if len(os.Args) > 1 && os.Args[1] == goRelayArg {
-		if err := runGoRelay(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "benchreport go-relay:", err)
-			os.Exit(1)
-		}
-		return
+		// It relays until it is killed; it returns only on an error.
+		fmt.Fprintln(os.Stderr, "benchreport go-relay:", runGoRelay(os.Args[2:]))
+		os.Exit(1)
 	}
 	var cfg config
 	flag.StringVar(&cfg.binDir, "bin", "bin", "directory with the chaperone binaries")
