@@ -14,8 +14,10 @@ const (
 	// for the next client connection to the same destination.
 	DefaultUpstreamIdle = 30 * time.Second
 	// maxIdlePerKey bounds the idle connections kept per destination (and
-	// TLS name and ALPN offer).
-	maxIdlePerKey = 32
+	// TLS name and ALPN offer), and maxIdle all of them: each holds a file
+	// descriptor, and a TLS one its buffers, in a process kept small.
+	maxIdlePerKey = 16
+	maxIdle       = 64
 )
 
 // poolKey says which client connections an upstream connection may serve:
@@ -65,6 +67,7 @@ type upstreamPool struct {
 	mu     sync.Mutex
 	idle   map[poolKey][]*upstreamConn
 	dests  map[netip.AddrPort]int // idle connections per destination
+	total  int
 	closed bool
 }
 
@@ -123,6 +126,7 @@ func (p *upstreamPool) take(u *upstreamConn, i int) {
 	if p.dests[u.key.dst]--; p.dests[u.key.dst] <= 0 {
 		delete(p.dests, u.key.dst)
 	}
+	p.total--
 }
 
 // put keeps u for later, or closes it when the pool is full or closed.
@@ -132,13 +136,14 @@ func (p *upstreamPool) put(u *upstreamConn) {
 		return
 	}
 	p.mu.Lock()
-	if p.closed || len(p.idle[u.key]) >= maxIdlePerKey {
+	if p.closed || len(p.idle[u.key]) >= maxIdlePerKey || p.total >= maxIdle {
 		p.mu.Unlock()
 		u.close()
 		return
 	}
 	p.idle[u.key] = append(p.idle[u.key], u)
 	p.dests[u.key.dst]++
+	p.total++
 	u.timer = time.AfterFunc(p.idleTimeout, func() { p.expire(u) })
 	p.mu.Unlock()
 }
@@ -170,6 +175,7 @@ func (p *upstreamPool) closeAll() {
 	}
 	p.idle = map[poolKey][]*upstreamConn{}
 	p.dests = map[netip.AddrPort]int{}
+	p.total = 0
 	p.mu.Unlock()
 	for _, u := range all {
 		u.timer.Stop()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -268,5 +269,33 @@ func TestUpstreamKnownButServerSpeaksFirst(t *testing.T) {
 	b := make([]byte, 8)
 	if _, err := io.ReadFull(c, b); err != nil || string(b) != "BANNER\r\n" {
 		t.Fatalf("read %q, %v; want the server's greeting", b, err)
+	}
+}
+
+// The pool keeps at most maxIdlePerKey connections per key and maxIdle in
+// all, closing what does not fit, and forgets what it hands out.
+func TestUpstreamPoolBounds(t *testing.T) {
+	p := newUpstreamPool(time.Minute)
+	var closed atomic.Int32
+	// Connections that are never handed out: closing one only counts.
+	conn := func(key poolKey) *upstreamConn {
+		return &upstreamConn{tcp: &net.TCPConn{}, key: key, forget: func() { closed.Add(1) }}
+	}
+	for i := range maxIdle + 10 {
+		key := poolKey{dst: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(1000+i%8))}
+		p.put(conn(key))
+	}
+	// 8 keys of at most 16: 64 kept, the rest closed.
+	if p.total != maxIdle || closed.Load() != 10 {
+		t.Errorf("kept %d, closed %d; want %d and 10", p.total, closed.Load(), maxIdle)
+	}
+	one := poolKey{dst: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 2}), 1)}
+	p.closeAll()
+	if p.total != 0 || len(p.idle) != 0 || len(p.dests) != 0 || closed.Load() != maxIdle+10 {
+		t.Errorf("after closeAll: kept %d, closed %d", p.total, closed.Load())
+	}
+	p.put(conn(one))
+	if closed.Load() != maxIdle+11 {
+		t.Error("a put after closeAll was kept")
 	}
 }
