@@ -92,7 +92,7 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	}
 	// The client spoke, so a connection of ours has been registered by
 	// now: one that came back to us (see ownConns) goes on unrecorded.
-	if p.own.has(client.RemoteAddr()) {
+	if p.own.has(client.RemoteAddr(), dst) {
 		log.Info("own upstream connection redirected back to the sidecar; relayed raw")
 		p.m.loops.Inc()
 		_, _, _ = relayRaw(client, up.tcp, res.Prefix, upFirst)
@@ -192,7 +192,7 @@ func (p *Proxy) dialUpstream(ctx context.Context, dst netip.AddrPort) (*upstream
 		return nil, err
 	}
 	tc := c.(*net.TCPConn)
-	return &upstreamConn{tcp: tc, forget: p.own.add(tc)}, nil
+	return &upstreamConn{tcp: tc, forget: p.own.add(tc, dst)}, nil
 }
 
 // poolKey is the key of the pooled connections that may serve a client
@@ -217,6 +217,9 @@ func (p *Proxy) keep(lc *liveConn, up *upstreamConn, key poolKey) bool {
 	if p.pool == nil || p.isClosed() || !lc.releaseUpstream() {
 		return false
 	}
+	// Idle, it is no longer a connection being set up (see ownConns).
+	up.forget()
+	up.forget = func() {}
 	up.key = key
 	p.pool.put(up)
 	return true

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 
@@ -100,5 +101,40 @@ func checkRecordedOnce(t *testing.T, rec *memRecorder, p *Proxy) {
 	}
 	if n := testutil.ToFloat64(p.m.loops); n != 1 {
 		t.Errorf("loops counter %v, want 1", n)
+	}
+}
+
+// A client with the local address of an upstream connection to another
+// destination is no loop: the kernel gives one port to connections to
+// different destinations. Each pair is forgotten on its own.
+func TestOwnConnsMatchDestination(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d1 := netip.MustParseAddrPort("192.0.2.1:443")
+	d2 := netip.MustParseAddrPort("[::ffff:192.0.2.2]:443")
+	var o ownConns
+	rm1 := o.add(c, d1)
+	rm2 := o.add(c, d2)
+	if !o.has(c.LocalAddr(), d1) || !o.has(c.LocalAddr(), netip.MustParseAddrPort("192.0.2.2:443")) {
+		t.Fatal("own connection not recognised")
+	}
+	if o.has(c.LocalAddr(), netip.MustParseAddrPort("192.0.2.3:443")) {
+		t.Error("a client to another destination taken for a loop")
+	}
+	rm1()
+	if o.has(c.LocalAddr(), d1) || !o.has(c.LocalAddr(), d2) {
+		t.Error("removing one pair removed the wrong one")
+	}
+	rm2()
+	if o.has(c.LocalAddr(), d2) {
+		t.Error("pair still held after its removal")
 	}
 }
