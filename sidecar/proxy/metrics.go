@@ -14,6 +14,7 @@ type metrics struct {
 	streams   *prometheus.CounterVec
 	loops     prometheus.Counter
 	upstreams *prometheus.CounterVec
+	idle      prometheus.Gauge
 }
 
 // Values of the upstreams counter's outcome label.
@@ -72,9 +73,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "chaperone_sidecar_upstream_connections_total",
 			Help: "Upstream connections taken for client connections, by outcome (dialed: a new one; reused: one an earlier client left idle).",
 		}, []string{"outcome"}),
+		idle: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chaperone_sidecar_upstream_idle_connections",
+			Help: "Upstream connections kept idle for the next client connection to their destination.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr, m.tls, m.streams, m.loops, m.upstreams)
+		reg.MustRegister(m.conns, m.active, m.refused, m.bytes, m.requests, m.recordErr, m.tls, m.streams, m.loops, m.upstreams, m.idle)
 	}
 	return m
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults of the upstream pool.
@@ -63,6 +65,7 @@ func (u *upstreamConn) close() {
 // handed out, and closed after idle without use.
 type upstreamPool struct {
 	idleTimeout time.Duration
+	idleGauge   prometheus.Gauge // how many are kept now
 
 	mu     sync.Mutex
 	idle   map[poolKey][]*upstreamConn
@@ -71,11 +74,11 @@ type upstreamPool struct {
 	closed bool
 }
 
-func newUpstreamPool(idle time.Duration) *upstreamPool {
+func newUpstreamPool(idle time.Duration, gauge prometheus.Gauge) *upstreamPool {
 	if idle <= 0 {
 		return nil
 	}
-	return &upstreamPool{idleTimeout: idle, idle: map[poolKey][]*upstreamConn{}, dests: map[netip.AddrPort]int{}}
+	return &upstreamPool{idleTimeout: idle, idleGauge: gauge, idle: map[poolKey][]*upstreamConn{}, dests: map[netip.AddrPort]int{}}
 }
 
 // knows reports whether connections to dst are kept: dst then speaks
@@ -127,6 +130,7 @@ func (p *upstreamPool) take(u *upstreamConn, i int) {
 		delete(p.dests, u.key.dst)
 	}
 	p.total--
+	p.idleGauge.Set(float64(p.total))
 }
 
 // put keeps u for later, or closes it when the pool is full or closed.
@@ -144,6 +148,7 @@ func (p *upstreamPool) put(u *upstreamConn) {
 	p.idle[u.key] = append(p.idle[u.key], u)
 	p.dests[u.key.dst]++
 	p.total++
+	p.idleGauge.Set(float64(p.total))
 	u.timer = time.AfterFunc(p.idleTimeout, func() { p.expire(u) })
 	p.mu.Unlock()
 }
@@ -176,6 +181,7 @@ func (p *upstreamPool) closeAll() {
 	p.idle = map[poolKey][]*upstreamConn{}
 	p.dests = map[netip.AddrPort]int{}
 	p.total = 0
+	p.idleGauge.Set(0)
 	p.mu.Unlock()
 	for _, u := range all {
 		u.timer.Stop()

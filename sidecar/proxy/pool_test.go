@@ -275,7 +275,7 @@ func TestUpstreamKnownButServerSpeaksFirst(t *testing.T) {
 // The pool keeps at most maxIdlePerKey connections per key and maxIdle in
 // all, closing what does not fit, and forgets what it hands out.
 func TestUpstreamPoolBounds(t *testing.T) {
-	p := newUpstreamPool(time.Minute)
+	p := newUpstreamPool(time.Minute, newMetrics(nil).idle)
 	var closed atomic.Int32
 	// Connections that are never handed out: closing one only counts.
 	conn := func(key poolKey) *upstreamConn {
@@ -286,8 +286,8 @@ func TestUpstreamPoolBounds(t *testing.T) {
 		p.put(conn(key))
 	}
 	// 8 keys of at most 16: 64 kept, the rest closed.
-	if p.total != maxIdle || closed.Load() != 10 {
-		t.Errorf("kept %d, closed %d; want %d and 10", p.total, closed.Load(), maxIdle)
+	if p.total != maxIdle || closed.Load() != 10 || testutil.ToFloat64(p.idleGauge) != maxIdle {
+		t.Errorf("kept %d (gauge %v), closed %d; want %d and 10", p.total, testutil.ToFloat64(p.idleGauge), closed.Load(), maxIdle)
 	}
 	one := poolKey{dst: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 2}), 1)}
 	p.closeAll()

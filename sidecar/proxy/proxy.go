@@ -183,11 +183,11 @@ func New(opts Options) (*Proxy, error) {
 		m:         newMetrics(opts.Registerer),
 		tls:       ts,
 		dial:      dial,
-		pool:      newUpstreamPool(opts.UpstreamIdle),
 		idBase:    event.NewID(time.Now())[16:], // random per process: ids stay unique across restarts
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*liveConn]struct{}{},
 	}
+	p.pool = newUpstreamPool(opts.UpstreamIdle, p.m.idle)
 	var hook http1.RequestHook
 	if opts.Gate != nil {
 		hook = p.requestHook
