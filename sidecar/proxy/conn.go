@@ -55,6 +55,9 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	heard := false
 	if p.pool.knows(dst) {
 		wait := clientFirstWait
+		if p.opts.clientFirstWait > 0 {
+			wait = p.opts.clientFirstWait
+		}
 		if p.opts.SniffTimeout > 0 {
 			wait = min(wait, p.opts.SniffTimeout)
 		}

@@ -254,7 +254,7 @@ func TestUpstreamKnownButServerSpeaksFirst(t *testing.T) {
 		}
 	}()
 	rec := newMemRecorder()
-	_, addr := startProxy(t, rec, ln.Addr().String(), nil)
+	_, addr := startProxy(t, rec, ln.Addr().String(), func(o *Options) { o.clientFirstWait = clientFirstWait })
 	if _, body := getOnce(t, addr, "/", false); body != "ok" {
 		t.Fatalf("body %q", body)
 	}

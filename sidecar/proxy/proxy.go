@@ -71,6 +71,8 @@ type Options struct {
 	DialTimeout time.Duration
 	// dial replaces Dialer in tests.
 	dial dialFunc
+	// clientFirstWait replaces the package's in tests (see clientFirstWait).
+	clientFirstWait time.Duration
 	// SniffTimeout bounds the wait for a client's first byte. Zero waits
 	// until either side speaks: a server that speaks first ends the wait
 	// at once, so server-first protocols are never delayed.

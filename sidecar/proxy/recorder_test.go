@@ -114,8 +114,11 @@ func startProxy(t testing.TB, rec Recorder, target string, mod func(*Options)) (
 		t.Fatal(err)
 	}
 	opts := Options{
-		Recorder: rec,
-		Identity: &event.Identity{Pod: "agent-0", Namespace: "ns"},
+		// A loaded test machine must not make a client look silent: the
+		// tests that count upstream connections rely on being heard.
+		clientFirstWait: 10 * time.Second,
+		Recorder:        rec,
+		Identity:        &event.Identity{Pod: "agent-0", Namespace: "ns"},
 		OriginalDst: func(*net.TCPConn) (netip.AddrPort, error) {
 			return netip.ParseAddrPort(target)
 		},
