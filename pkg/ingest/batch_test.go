@@ -169,13 +169,7 @@ func TestBatchIngest(t *testing.T) {
 	startIngest(t, Options{Store: st, JetStream: js, Registerer: reg})
 	ctx := t.Context()
 
-	var evs []*event.Event
-	var lines [][]byte
-	for i := range 10 {
-		e := newEvent("bt", uint64(i+1), 50)
-		evs = append(evs, e)
-		lines = append(lines, encode(t, e))
-	}
+	evs, lines := newEvents(t, "bt", 10, 50)
 	publishBatch(t, js, "bt", natsbus.BatchMsgID(evs[0].ID, 4), lines[0:4]...)
 	bad := [][]byte{[]byte(`{"v":1,"id":`), encode(t, newEvent("someone-else", 1, 1))}
 	mixed := [][]byte{lines[4], bad[0], lines[5], lines[6], bad[1]}
@@ -231,14 +225,7 @@ func TestBatchIngest(t *testing.T) {
 	if v := metricValue(t, reg, "chaperone_ingest_dead_letters_total", map[string]string{"reason": ReasonMalformed}); v != 1 {
 		t.Errorf("dead_letters_total{malformed} = %v, want 1", v)
 	}
-	es, err := js.Stream(ctx, natsbus.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "events stream empty", func() bool {
-		info, err := es.Info(ctx)
-		return err == nil && info.State.Msgs == 0
-	})
+	waitEventsDrained(t, js)
 }
 
 // TestBatchRegrouped sends the same events in batches grouped otherwise,
@@ -249,13 +236,7 @@ func TestBatchRegrouped(t *testing.T) {
 	st := newMemStore()
 	reg := prometheus.NewRegistry()
 	startIngest(t, Options{Store: st, JetStream: js, Registerer: reg})
-	var evs []*event.Event
-	var lines [][]byte
-	for i := range 5 {
-		e := newEvent("rg", uint64(i+1), 20)
-		evs = append(evs, e)
-		lines = append(lines, encode(t, e))
-	}
+	evs, lines := newEvents(t, "rg", 5, 20)
 	publishBatch(t, js, "rg", natsbus.BatchMsgID(evs[0].ID, 3), lines[0:3]...)
 	publishBatch(t, js, "rg", natsbus.BatchMsgID(evs[0].ID, 3), lines[0:3]...) // JetStream drops it
 	publishBatch(t, js, "rg", natsbus.BatchMsgID(evs[1].ID, 4), lines[1:5]...)

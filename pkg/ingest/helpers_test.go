@@ -122,6 +122,33 @@ func newEvent(session string, seq uint64, bodySize int) *event.Event {
 	return e
 }
 
+// newEvents makes n events of session (seqs 1..n) and their encodings.
+func newEvents(tb testing.TB, session string, n, bodySize int) ([]*event.Event, [][]byte) {
+	tb.Helper()
+	evs := make([]*event.Event, 0, n)
+	lines := make([][]byte, 0, n)
+	for i := range n {
+		e := newEvent(session, uint64(i+1), bodySize)
+		evs = append(evs, e)
+		lines = append(lines, encode(tb, e))
+	}
+	return evs, lines
+}
+
+// waitEventsDrained waits until the events stream holds no message: every
+// one was acknowledged or, if bad, terminated.
+func waitEventsDrained(tb testing.TB, js jetstream.JetStream) {
+	tb.Helper()
+	es, err := js.Stream(tb.Context(), natsbus.EventsStream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	waitFor(tb, "events stream empty", func() bool {
+		info, err := es.Info(tb.Context())
+		return err == nil && info.State.Msgs == 0
+	})
+}
+
 func encode(tb testing.TB, e *event.Event) []byte {
 	tb.Helper()
 	b, err := event.Encode(e)

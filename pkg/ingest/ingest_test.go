@@ -156,14 +156,7 @@ func TestDeadLetter(t *testing.T) {
 		}
 	}
 	// Nothing is left on the events stream: bad messages were terminated.
-	es, err := js.Stream(ctx, natsbus.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "events stream empty", func() bool {
-		info, err := es.Info(ctx)
-		return err == nil && info.State.Msgs == 0
-	})
+	waitEventsDrained(t, js)
 }
 
 func TestStoreErrorRetries(t *testing.T) {

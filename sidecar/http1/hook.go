@@ -113,8 +113,7 @@ func (c *conn) gateRequest(x *exchange, prev *exchange, req *http.Request) (bool
 				// The body's first bytes are here: the head goes with
 				// them (copyBodyGated releases), in one write.
 				if rewritten {
-					c.up.pre = head
-					c.up.drop(headLen)
+					c.up.replaceHead(headLen, head)
 				}
 			default:
 				if werr := c.up.send(head); werr != nil {

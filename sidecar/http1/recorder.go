@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net/http"
 	"os"
@@ -266,17 +267,17 @@ type conn struct {
 	// tap watches the connection after a switch of protocols, if any.
 	tap Tap
 
-	// reuse is Pair.Reuse, off when the upstream has no read deadline.
-	// noReuse is set once something makes the upstream connection unfit
-	// for another client (an HTTP/1.0 request, an upgrade); upClean says
-	// the upstream's last final response left its connection open, and
-	// parkedClean that its reading then stopped between messages.
-	reuse       bool
-	noReuse     atomic.Bool
-	upClean     atomic.Bool
-	parkedClean atomic.Bool
-	// last is the last request forwarded (client side only).
-	last *exchange
+	// upDeadline is the upstream Conn when Pair.Reuse holds for this
+	// connection (the upstream has read deadlines), else nil.
+	upDeadline readDeadliner
+	// noReuse and last belong to the client side: noReuse is set once a
+	// request makes the upstream connection unfit for another client (an
+	// HTTP/1.0 request, an upgrade), last is the last request forwarded.
+	noReuse bool
+	last    *exchange
+	// upIdle belongs to the upstream side: it stopped reading between
+	// messages, with nothing unread and the connection left open.
+	upIdle bool
 }
 
 // exchange is one request on its way to being paired with its response.
@@ -330,15 +331,16 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 		clientDone:   make(chan struct{}),
 		upstreamDone: make(chan struct{}),
 	}
-	_, deadlines := p.Upstream.(readDeadliner)
-	c.reuse = p.Reuse && deadlines && len(p.UpstreamPrefix) == 0
-	c.up = &tee{src: prefixed(p.ClientPrefix, p.Client), dst: p.Upstream, limit: -1, hold: r.opts.RequestHook != nil || c.reuse}
-	c.down = &tee{src: prefixed(p.UpstreamPrefix, p.Upstream), dst: p.Client, limit: -1, hold: c.reuse}
+	if d, ok := p.Upstream.(readDeadliner); ok && p.Reuse && len(p.UpstreamPrefix) == 0 {
+		c.upDeadline = d
+	}
+	reuse := c.upDeadline != nil
+	c.up = &tee{src: prefixed(p.ClientPrefix, p.Client), dst: p.Upstream, limit: -1, hold: r.opts.RequestHook != nil || reuse}
+	c.down = &tee{src: prefixed(p.UpstreamPrefix, p.Upstream), dst: p.Client, limit: -1, hold: reuse}
 	if rw, ok := sink.(Rewriter); ok && rw.RewritesResponses() {
 		c.rw = rw
 		c.down.hold = true
 	}
-	c.upClean.Store(true)
 	c.upBuf = getReader(c.up)
 	c.downBuf = getReader(c.down)
 	defer putReader(c.upBuf)
@@ -353,7 +355,7 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 		defer wg.Done()
 		defer close(c.clientDone)
 		err := c.clientSide()
-		if err == nil && c.reuse && !c.noReuse.Load() {
+		if err == nil && c.reusing() {
 			c.park()
 		}
 		c.finish(err)
@@ -374,10 +376,9 @@ func (r *Recorder) Relay(ctx context.Context, p Pair, sink Sink) Stats {
 	}
 	c.stats.BytesUp = c.up.n
 	c.stats.BytesDown = c.down.n
-	c.stats.Reusable = c.reuse && !c.noReuse.Load() && c.upClean.Load() && c.parkedClean.Load() &&
-		c.stats.Err == nil && c.stats.ParseErr == nil && !c.stats.Upgraded
+	c.stats.Reusable = c.reusing() && c.upIdle && c.stats.Err == nil && c.stats.ParseErr == nil && !c.stats.Upgraded
 	if c.stats.Reusable {
-		if err := c.pair.Upstream.(readDeadliner).SetReadDeadline(time.Time{}); err != nil {
+		if err := c.upDeadline.SetReadDeadline(time.Time{}); err != nil {
 			c.stats.Reusable = false
 		}
 	}
@@ -470,12 +471,24 @@ func upgradeRequested(req *http.Request) bool {
 	if req.Header.Get("Upgrade") == "" {
 		return false
 	}
-	for _, v := range req.Header.Values("Connection") {
-		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-				return true
-			}
+	for tok := range connectionOptions(req.Header) {
+		if strings.EqualFold(tok, "upgrade") {
+			return true
 		}
 	}
 	return false
+}
+
+// connectionOptions yields the options of h's Connection header lines,
+// trimmed, empty ones left out.
+func connectionOptions(h http.Header) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, v := range h.Values("Connection") {
+			for tok := range strings.SplitSeq(v, ",") {
+				if tok = strings.TrimSpace(tok); tok != "" && !yield(tok) {
+					return
+				}
+			}
+		}
+	}
 }

@@ -23,7 +23,7 @@ func (c *conn) clientSide() error {
 	var recent [maxUnrecorded]*exchange
 	for stream := uint64(1); ; stream++ {
 		if _, err := br.Peek(1); err != nil {
-			if c.reuse && !c.noReuse.Load() {
+			if c.reusing() {
 				// Between messages: the upstream connection stays open.
 				return c.end(c.up, nil)
 			}
@@ -60,7 +60,7 @@ func (c *conn) clientSide() error {
 		if x.upgrade {
 			x.header = req.Header.Clone()
 		}
-		if c.reuse {
+		if c.upDeadline != nil {
 			x.relayed = make(chan struct{})
 		}
 		if held {

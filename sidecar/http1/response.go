@@ -21,6 +21,9 @@ func (c *conn) upstreamSide() (err error) {
 		}
 	}()
 	var x *exchange // the request being answered
+	// open: the upstream's last final response left its connection open
+	// (a fresh one is).
+	open := true
 	decide := func(switched bool) {
 		if x != nil && x.upgrade {
 			x.switched <- switched
@@ -30,7 +33,7 @@ func (c *conn) upstreamSide() (err error) {
 	for n := uint64(1); ; n++ {
 		if _, err := br.Peek(1); err != nil {
 			if errors.Is(err, errParked) {
-				c.parkedClean.Store(true)
+				c.upIdle = open
 				return nil
 			}
 			return c.end(c.down, nil)
@@ -65,7 +68,7 @@ func (c *conn) upstreamSide() (err error) {
 			case rw != nil:
 				c.down.skip(c.consumed())
 			case final && x != nil && x.closeAfter:
-				if ferr := c.sendCloseHead(); ferr != nil {
+				if ferr := c.stageCloseHead(); ferr != nil {
 					return ferr
 				}
 			case final && !switched && br.Buffered() > 0:
@@ -132,13 +135,15 @@ func (c *conn) upstreamSide() (err error) {
 			return c.end(c.down, drain(br))
 		}
 		decide(false)
-		if c.reuse {
-			c.upClean.Store(keepsAlive(resp))
+		if c.upDeadline != nil {
+			// Go's parser folds the upstream's "Connection: close" (and
+			// a body that ends with the connection) into resp.Close.
+			open = !resp.Close
 			close(x.relayed)
 			if x.closeAfter {
 				// The client asked to close: the upstream connection
 				// is not read any further, and the client is closed.
-				c.parkedClean.Store(br.Buffered() == 0)
+				c.upIdle = open && br.Buffered() == 0
 				c.closeClient()
 				return nil
 			}
@@ -147,17 +152,16 @@ func (c *conn) upstreamSide() (err error) {
 	}
 }
 
-// sendCloseHead puts "Connection: close" into the response head the
+// stageCloseHead puts "Connection: close" into the response head the
 // parser just read (see closeHead); the head goes to the client with the
 // body's first bytes.
-func (c *conn) sendCloseHead() error {
+func (c *conn) stageCloseHead() error {
 	to := c.consumed()
 	head, err := closeHead(c.down.held[:int(to-c.down.heldAt)])
 	if err != nil {
 		return err
 	}
-	c.down.skip(to)
-	c.down.pre = head
+	c.down.replaceHead(int(to-c.down.heldAt), head)
 	return nil
 }
 

@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"golang.org/x/net/http/httpguts"
 )
 
 // Keeping an upstream connection for the next client (Pair.Reuse).
@@ -36,13 +34,13 @@ const closeLinger = time.Second
 // reuse, and takes the client's close option out of the request. It
 // returns the header lines to rewrite (Connection) and their new values.
 func (c *conn) keepUpstream(x *exchange, req *http.Request) (changed []string, h http.Header) {
-	if !c.reuse || c.noReuse.Load() {
+	if !c.reusing() {
 		return nil, nil
 	}
 	if !req.ProtoAtLeast(1, 1) || x.upgrade {
 		// HTTP/1.0 keep-alive and upgrades are left as they are: the
 		// connection goes with this client.
-		c.noReuse.Store(true)
+		c.noReuse = true
 		return nil, nil
 	}
 	if !req.Close {
@@ -50,11 +48,9 @@ func (c *conn) keepUpstream(x *exchange, req *http.Request) (changed []string, h
 	}
 	x.closeAfter = true
 	var keep []string
-	for _, v := range req.Header["Connection"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" && !strings.EqualFold(tok, "close") {
-				keep = append(keep, tok)
-			}
+	for tok := range connectionOptions(req.Header) {
+		if !strings.EqualFold(tok, "close") {
+			keep = append(keep, tok)
 		}
 	}
 	h = http.Header{}
@@ -63,6 +59,10 @@ func (c *conn) keepUpstream(x *exchange, req *http.Request) (changed []string, h
 	}
 	return []string{"Connection"}, h
 }
+
+// reusing reports whether the upstream connection may still go to
+// another client once this one is done (client side).
+func (c *conn) reusing() bool { return c.upDeadline != nil && !c.noReuse }
 
 // park stops the upstream side after the client ended between messages:
 // once the last response was relayed, its read is interrupted, which ends
@@ -80,7 +80,7 @@ func (c *conn) park() {
 		}
 	}
 	c.down.parked.Store(true)
-	_ = c.pair.Upstream.(readDeadliner).SetReadDeadline(time.Unix(1, 0))
+	_ = c.upDeadline.SetReadDeadline(time.Unix(1, 0))
 }
 
 // closeClient ends a connection whose client asked to close: its last
@@ -99,10 +99,4 @@ func (c *conn) closeClient() {
 // "Connection: close".
 func closeHead(head []byte) ([]byte, error) {
 	return rewriteHead(head, http.Header{"Connection": {"close"}}, []string{"Connection"})
-}
-
-// keepsAlive reports whether an upstream's final response leaves its
-// connection open.
-func keepsAlive(resp *http.Response) bool {
-	return !resp.Close && !httpguts.HeaderValuesContainsToken(resp.Header["Connection"], "close")
 }

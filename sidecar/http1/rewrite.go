@@ -58,6 +58,14 @@ func (t *tee) forward(to int64) error {
 	return err
 }
 
+// replaceHead puts head, a rewritten message head, in place of the first
+// n held bytes (the head as read): it goes out with the next bytes
+// forwarded, in the same write.
+func (t *tee) replaceHead(n int, head []byte) {
+	t.drop(n)
+	t.pre = head
+}
+
 // skip drops the held bytes up to stream offset to: they were rewritten.
 func (t *tee) skip(to int64) {
 	if n := int(to - t.heldAt); n > 0 {

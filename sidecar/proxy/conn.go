@@ -65,7 +65,9 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 		// A client that stays silent may be waiting for a server that
 		// speaks first after all: dial, and sniff both sides.
 		heard = len(res.Prefix) > 0 || err != nil
-		up = p.pool.get(p.poolKey(dst, res))
+		if heard {
+			up = p.pool.get(p.poolKey(dst, res))
+		}
 	}
 	if up == nil {
 		var derr error
@@ -89,6 +91,9 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 	}
 	if !heard {
 		res, upFirst, err = p.sniff(ctx, client, up.tcp)
+	}
+	if len(upFirst) == 0 {
+		up.key = p.poolKey(dst, res)
 	}
 	if err != nil {
 		log.Debug("sniff", keyErr, err)
@@ -143,7 +148,7 @@ func (p *Proxy) handle(ctx context.Context, lc *liveConn, self selfCheck) {
 		}, sink)
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err, st.ParseErr)
-		kept = st.Reusable && p.keep(lc, up, poolKey{dst: dst})
+		kept = st.Reusable && p.keep(lc, up)
 	case sniff.HTTP2:
 		// The client's preface was read while sniffing: replay it to the
 		// HTTP/2 server, and anything the upstream said to its client.
@@ -214,16 +219,14 @@ func (p *Proxy) poolKey(dst netip.AddrPort, res sniff.Result) poolKey {
 	return poolKey{}
 }
 
-// keep hands up to the pool under key once its client is done with it,
-// and reports whether it did.
-func (p *Proxy) keep(lc *liveConn, up *upstreamConn, key poolKey) bool {
-	if p.pool == nil || p.isClosed() || !lc.releaseUpstream() {
+// keep hands up to the pool under its key once its client is done with
+// it, and reports whether it did.
+func (p *Proxy) keep(lc *liveConn, up *upstreamConn) bool {
+	if p.pool == nil || up.key == (poolKey{}) || p.isClosed() || !lc.releaseUpstream() {
 		return false
 	}
 	// Idle, it is no longer a connection being set up (see ownConns).
-	up.forget()
-	up.forget = func() {}
-	up.key = key
+	up.forgetOwn()
 	p.pool.put(up)
 	return true
 }

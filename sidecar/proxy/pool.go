@@ -33,18 +33,27 @@ type poolKey struct {
 }
 
 // upstreamConn is a connection to an original destination: plain TCP, or
-// TLS set up by the sidecar (then tls and info are set).
+// TLS set up by the sidecar (then tls, version, cipher and proto are set).
 type upstreamConn struct {
 	tcp *net.TCPConn
 	tls *tls.Conn
 	// version, cipher and proto describe the TLS connection for records.
 	version, cipher, proto string
-	// forget takes the connection's local address off the proxy's own
-	// connections (see ownConns).
+	// forget, until called, takes the connection's local address off the
+	// proxy's own connections (see ownConns).
 	forget func()
-
+	// key is the pool key of the client connections it may serve (set
+	// once the client was sniffed; zero: none, it is not kept).
 	key   poolKey
 	timer *time.Timer
+}
+
+// forgetOwn takes u off the proxy's own connections, once.
+func (u *upstreamConn) forgetOwn() {
+	if u.forget != nil {
+		u.forget()
+		u.forget = nil
+	}
 }
 
 func (u *upstreamConn) close() {
@@ -53,7 +62,7 @@ func (u *upstreamConn) close() {
 	} else {
 		_ = u.tcp.Close()
 	}
-	u.forget()
+	u.forgetOwn()
 }
 
 // upstreamPool keeps the HTTP/1.1 upstream connections that client

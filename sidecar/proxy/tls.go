@@ -240,7 +240,7 @@ func (p *Proxy) intercept(ctx context.Context, id string, lc *liveConn, log *slo
 		st := p.http1.Relay(sink.ctx, http1.Pair{Client: tcl, Upstream: tup, Reuse: p.pool != nil}, sink)
 		cls.BytesUp, cls.BytesDown = st.BytesUp, st.BytesDown
 		errs = append(errs, st.Err, st.ParseErr)
-		kept = st.Reusable && p.keep(lc, up, p.poolKey(dst, res))
+		kept = st.Reusable && p.keep(lc, up)
 	case protoH2:
 		sink := p.newSink(ctx, id, lc, dst, dest)
 		st := p.http2.Serve(sink.ctx, tcl, tup, "https", name, sink)
